@@ -1,0 +1,1 @@
+"""The command line: `soar validate`, `soar alert normalize`, `soar lab`, ..."""

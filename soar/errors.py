@@ -1,0 +1,132 @@
+"""The error tree. Raise the narrowest class, with fields; never decide by message text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class SoarError(Exception):
+    """Root of every error soar raises on purpose."""
+
+
+class ConfigError(SoarError):
+    """Settings that cannot be used (bad file, bad value, missing key material)."""
+
+
+class AccessDenied(SoarError):
+    """The caller is not allowed to do this."""
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One problem found in a playbook, positioned for an editor (line and col are 1-based)."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+    code: str = "playbook"
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.message}"
+
+
+class PlaybookError(SoarError):
+    """A playbook that cannot be loaded; carries every diagnostic found, not only the first."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = diagnostics
+        super().__init__("\n".join(str(d) for d in diagnostics))
+
+
+class ExpressionError(SoarError):
+    """An expression or template that does not compile or cannot be evaluated.
+
+    `offset` and `length` are character positions inside the expression's own source text;
+    the playbook loader turns them into file positions.
+    """
+
+    def __init__(self, message: str, *, offset: int = 0, length: int = 0) -> None:
+        self.message = message
+        self.offset = offset
+        self.length = length
+        super().__init__(message)
+
+
+class EvaluationError(ExpressionError):
+    """An expression that compiled but failed on the data it was given (missing key, bad type)."""
+
+
+class RejectionCode(StrEnum):
+    """Why a message was refused as an alert. Stable: dead-letter consumers match on these."""
+
+    NOT_UTF8 = "not_utf8"
+    NOT_JSON = "not_json"
+    TOO_LARGE = "too_large"
+    TOO_DEEP = "too_deep"
+    NOT_AN_OBJECT = "not_an_object"
+    EMPTY_BATCH = "empty_batch"
+    BATCH_TOO_LARGE = "batch_too_large"
+    UNKNOWN_FORMAT = "unknown_format"
+    INVALID_FIELD = "invalid_field"
+    MISSING_FIELD = "missing_field"
+
+
+class AlertRejected(SoarError):
+    """A message that is not a usable alert. `field` names the offending field when there is one."""
+
+    def __init__(
+        self,
+        code: RejectionCode,
+        message: str,
+        *,
+        field: str | None = None,
+        index: int | None = None,
+    ) -> None:
+        self.code = code
+        self.message = message
+        self.field = field
+        self.index = index
+        super().__init__(f"{code}: {message}")
+
+
+class StoreError(SoarError):
+    """The store failed or refused a write."""
+
+
+class ConflictError(StoreError):
+    """A lease is held elsewhere, or a transition was already recorded."""
+
+
+class ConnectorError(SoarError):
+    """A connector or one of its actions failed."""
+
+
+class ActionFailed(ConnectorError):
+    """An action failed; `retryable` tells the engine whether another attempt may succeed."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class SecretMissing(ConnectorError):
+    """An action needs a secret that no secret source holds."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"secret {name!r} is not set")
+
+
+class AuditError(SoarError):
+    """The audit log cannot be written or read."""
+
+
+class ChainBroken(AuditError):
+    """Verification failed; `first_bad` is the sequence number of the first record that fails."""
+
+    def __init__(self, first_bad: int, reason: str) -> None:
+        self.first_bad = first_bad
+        self.reason = reason
+        super().__init__(f"record {first_bad}: {reason}")
