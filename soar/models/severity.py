@@ -1,4 +1,4 @@
-"""Severity: a string that orders by rank, so `alert.severity >= "high"` means what an analyst means."""
+"""Severity: a string that orders by rank, so `severity >= "high"` means what analysts mean."""
 
 from __future__ import annotations
 
@@ -53,16 +53,16 @@ class Severity(StrEnum):
             return Severity.parse(other).rank
         raise TypeError(f"cannot compare severity with {type(other).__name__}")
 
-    def __lt__(self, other: object) -> bool:  # type: ignore[override]
+    def __lt__(self, other: object) -> bool:
         return self.rank < self._rank_of(other)
 
-    def __le__(self, other: object) -> bool:  # type: ignore[override]
+    def __le__(self, other: object) -> bool:
         return self.rank <= self._rank_of(other)
 
-    def __gt__(self, other: object) -> bool:  # type: ignore[override]
+    def __gt__(self, other: object) -> bool:
         return self.rank > self._rank_of(other)
 
-    def __ge__(self, other: object) -> bool:  # type: ignore[override]
+    def __ge__(self, other: object) -> bool:
         return self.rank >= self._rank_of(other)
 
     def __eq__(self, other: object) -> bool:
