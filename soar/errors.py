@@ -63,6 +63,7 @@ class RejectionCode(StrEnum):
 
     NOT_UTF8 = "not_utf8"
     NOT_JSON = "not_json"
+    DUPLICATE_KEY = "duplicate_key"
     TOO_LARGE = "too_large"
     TOO_DEEP = "too_deep"
     NOT_AN_OBJECT = "not_an_object"
