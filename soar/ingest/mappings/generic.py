@@ -97,7 +97,7 @@ def map_generic(raw: JsonObject) -> Alert:
         form = GenericForm.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"][:2])
+        field = _path(error["loc"])
         raise AlertRejected(
             RejectionCode.INVALID_FIELD, f"{field}: {error['msg']}", field=field
         ) from None
@@ -123,6 +123,16 @@ def map_generic(raw: JsonObject) -> Alert:
         **_entities(form).fields(),
         raw=raw,
     )
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    """The field and its list indexes; pydantic's union-member tags (`str`, `_User`) dropped."""
+    parts = [str(loc[0])] if loc else []
+    for part in loc[1:]:
+        if not isinstance(part, int):
+            break
+        parts.append(str(part))
+    return ".".join(parts)
 
 
 def _entities(form: GenericForm) -> Entities:
