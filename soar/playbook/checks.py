@@ -84,6 +84,10 @@ class Checker:
             return
         self.diagnostics.append(self.source.diagnostic(path, message, key=key))
 
+    def _repaired(self, path: Path) -> bool:
+        """Whether a schema error already removed something under `path` (no follow-on errors)."""
+        return any(r[: len(path)] == path for r in self.removed)
+
     def _at_offset(self, path: Path, offset: int, message: str) -> None:
         pos = self.source.offset_position(path, offset)
         self.diagnostics.append(Diagnostic(self.source.file, pos.line, pos.col, message))
@@ -214,7 +218,7 @@ class Checker:
         wait, path = node.step.wait, (*node.path, "wait")
         assert wait is not None  # noqa: S101
         chosen = [k for k in ("match", "duration", "until") if getattr(wait, k) is not None]
-        if len(chosen) != 1:
+        if len(chosen) != 1 and not self._repaired(path):
             self._at(path, "a wait takes exactly one of match (a later alert or event), duration, until")
         if wait.match is not None:
             self._expression((*path, "match"), wait.match, _Place(place.roots | {"event"}, node=node))
