@@ -55,7 +55,9 @@ def lab(playbooks_dir: Path | None) -> None:
             playbook = result.loaded.playbook
             loaded.append(result.loaded)
             steps = len(result.loaded.graph.nodes)
-            click.echo(f"  {_OK}   {playbook.id} v{playbook.version}: {playbook.name} ({steps} steps)")
+            click.echo(
+                f"  {_OK}   {playbook.id} v{playbook.version}: {playbook.name} ({steps} steps)"
+            )
         else:
             click.echo(f"  {_BAD} {result.file}")
             for diagnostic in result.diagnostics:

@@ -55,7 +55,9 @@ def validate(paths: tuple[Path, ...], output_format: str) -> None:
             for diagnostic in result.diagnostics:
                 click.echo(str(diagnostic))
         bad = sum(1 for r in results if not r.ok)
-        summary = f"{len(results)} playbook file(s) checked, {bad} with problems, {total} problem(s)"
+        summary = (
+            f"{len(results)} playbook file(s) checked, {bad} with problems, {total} problem(s)"
+        )
         click.echo(summary, err=True)
     if registry.broken:
         for name, reason in registry.broken.items():

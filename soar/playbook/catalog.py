@@ -27,7 +27,15 @@ def find_playbook_files(paths: Iterable[Path]) -> tuple[list[Path], list[Diagnos
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and is_playbook_file(p))
             if not found:
-                problems.append(Diagnostic(str(path), 1, 1, "no playbook files here (playbook.yaml or *.playbook.yaml)", "io"))
+                problems.append(
+                    Diagnostic(
+                        str(path),
+                        1,
+                        1,
+                        "no playbook files here (playbook.yaml or *.playbook.yaml)",
+                        "io",
+                    )
+                )
             files.extend(found)
         elif path.is_file():
             files.append(path)
@@ -69,7 +77,13 @@ def validate_files(files: Sequence[Path], *, registry: Registry) -> list[Validat
         if first.playbook is not None:
             if first.playbook.id in known:
                 first.diagnostics.append(
-                    Diagnostic(str(path), 1, 1, f"playbook id {first.playbook.id!r} is also used by {owners[first.playbook.id]}")
+                    Diagnostic(
+                        str(path),
+                        1,
+                        1,
+                        f"playbook id {first.playbook.id!r} is also used by "
+                        f"{owners[first.playbook.id]}",
+                    )
                 )
                 results[path] = first
                 continue
@@ -77,7 +91,9 @@ def validate_files(files: Sequence[Path], *, registry: Registry) -> list[Validat
             owners[first.playbook.id] = path
     for path, text in texts.items():
         if path not in results:
-            results[path] = validate_text(text, file=str(path), registry=registry, known_playbooks=known)
+            results[path] = validate_text(
+                text, file=str(path), registry=registry, known_playbooks=known
+            )
     return [results[p] for p in files]
 
 

@@ -73,7 +73,9 @@ class Checker:
             self._check_step(node)
         for i, rung in enumerate(self.playbook.escalate):
             if rung.unless is not None:
-                self._expression(("escalate", i, "unless"), rung.unless, _Place(_FLOW_ROOTS, all_steps=True))
+                self._expression(
+                    ("escalate", i, "unless"), rung.unless, _Place(_FLOW_ROOTS, all_steps=True)
+                )
         self._check_cycles()
         self._check_reachability()
 
@@ -135,11 +137,17 @@ class Checker:
             roots = frozenset({"alert", "event"} if trigger.event else {"alert"})
             self._expression((*base, "match"), trigger.match, _Place(roots))
         if trigger.cron is not None and not croniter.is_valid(trigger.cron):
-            self._at((*base, "cron"), f"bad cron schedule {trigger.cron!r} (five fields: m h dom mon dow)")
+            self._at(
+                (*base, "cron"),
+                f"bad cron schedule {trigger.cron!r} (five fields: m h dom mon dow)",
+            )
         try:
             ZoneInfo(trigger.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            self._at((*base, "timezone"), f"unknown time zone {trigger.timezone!r} (use an IANA name such as Europe/Paris)")
+            self._at(
+                (*base, "timezone"),
+                f"unknown time zone {trigger.timezone!r} (use an IANA name such as Europe/Paris)",
+            )
         if trigger.dedup is not None:
             if trigger.match is None:
                 self._at((*base, "dedup"), "dedup needs an alert trigger (match)", key=True)
@@ -151,9 +159,18 @@ class Checker:
         step, path = node.step, node.path
         kinds = step.kinds
         if not kinds:
-            self._at(path, f"step {node.label!r} does nothing: give it one of action, approval, playbook, branch, parallel, wait, end")
+            self._at(
+                path,
+                f"step {node.label!r} does nothing: give it one of action, approval, "
+                "playbook, branch, parallel, wait, end",
+            )
         for extra in kinds[1:]:
-            self._at((*path, extra), f"a step does one thing: {kinds[0]!r} and {extra!r} cannot be combined (use two steps)", key=True)
+            self._at(
+                (*path, extra),
+                f"a step does one thing: {kinds[0]!r} and {extra!r} cannot be combined "
+                "(use two steps)",
+                key=True,
+            )
         if node.region is Region.MAIN and not node.named:
             self._at(path, "every step of the main flow needs an id")
         self._check_applicability(node)
@@ -161,9 +178,14 @@ class Checker:
         if isinstance(step.when, str):
             self._expression((*path, "when"), step.when, _Place(place.roots, node=node))
         if isinstance(step.for_each, str):
-            compiled = self._template((*path, "for_each"), step.for_each, _Place(place.roots, node=node))
+            compiled = self._template(
+                (*path, "for_each"), step.for_each, _Place(place.roots, node=node)
+            )
             if compiled is not None and not compiled.is_native:
-                self._at((*path, "for_each"), 'for_each takes one expression giving a list, e.g. "{{ alert.hosts }}"')
+                self._at(
+                    (*path, "for_each"),
+                    'for_each takes one expression giving a list, e.g. "{{ alert.hosts }}"',
+                )
         self._templates_in((*path, "with"), step.with_, place)
         if step.action is not None:
             self._check_action(path, step.action, step.with_, has_with="with" in self._keys(path))
@@ -173,7 +195,12 @@ class Checker:
             comp_path = (*path, "compensate")
             comp_place = _Place(place.roots, node=node, self_visible=True, item=place.item)
             self._templates_in((*comp_path, "with"), step.compensate.with_, comp_place)
-            self._check_action(comp_path, step.compensate.action, step.compensate.with_, has_with="with" in self._keys(comp_path))
+            self._check_action(
+                comp_path,
+                step.compensate.action,
+                step.compensate.with_,
+                has_with="with" in self._keys(comp_path),
+            )
         if step.approval is not None:
             approval = step.approval
             if approval.group is None and not approval.approvers:
@@ -182,7 +209,7 @@ class Checker:
                 self._template((*path, "approval", "message"), approval.message, place)
         if step.wait is not None:
             self._check_wait(node, place)
-        for c, case in enumerate(step.branch or []):
+        for c, _case in enumerate(step.branch or []):
             self._check_case(node, c, len(step.branch or []), place)
         if step.needs is not None:
             self._check_needs(node)
@@ -194,13 +221,41 @@ class Checker:
         step, path = node.step, node.path
         runs_something = step.action is not None or step.playbook is not None
         rules = [
-            ("with", bool(step.with_) and not runs_something, "'with' gives inputs to an action or a sub-playbook"),
-            ("for_each", step.for_each is not None and not runs_something, "for_each repeats an action or a sub-playbook"),
-            ("concurrency", step.concurrency is not None and step.for_each is None, "concurrency limits a for_each; this step has none"),
-            ("retry", step.retry is not None and not runs_something, "retry applies to an action or a sub-playbook"),
-            ("compensate", step.compensate is not None and step.action is None, "compensate undoes an action; this step runs none"),
-            ("on_error", step.on_error is not None and not runs_something, "on_error catches a failed action or sub-playbook"),
-            ("timeout", step.timeout is not None and (step.approval is not None or step.wait is not None), "put the timeout inside the approval or wait"),
+            (
+                "with",
+                bool(step.with_) and not runs_something,
+                "'with' gives inputs to an action or a sub-playbook",
+            ),
+            (
+                "for_each",
+                step.for_each is not None and not runs_something,
+                "for_each repeats an action or a sub-playbook",
+            ),
+            (
+                "concurrency",
+                step.concurrency is not None and step.for_each is None,
+                "concurrency limits a for_each; this step has none",
+            ),
+            (
+                "retry",
+                step.retry is not None and not runs_something,
+                "retry applies to an action or a sub-playbook",
+            ),
+            (
+                "compensate",
+                step.compensate is not None and step.action is None,
+                "compensate undoes an action; this step runs none",
+            ),
+            (
+                "on_error",
+                step.on_error is not None and not runs_something,
+                "on_error catches a failed action or sub-playbook",
+            ),
+            (
+                "timeout",
+                step.timeout is not None and (step.approval is not None or step.wait is not None),
+                "put the timeout inside the approval or wait",
+            ),
         ]
         for key, broken, message in rules:
             if broken:
@@ -219,9 +274,13 @@ class Checker:
         assert wait is not None  # noqa: S101
         chosen = [k for k in ("match", "duration", "until") if getattr(wait, k) is not None]
         if len(chosen) != 1 and not self._repaired(path):
-            self._at(path, "a wait takes exactly one of match (a later alert or event), duration, until")
+            self._at(
+                path, "a wait takes exactly one of match (a later alert or event), duration, until"
+            )
         if wait.match is not None:
-            self._expression((*path, "match"), wait.match, _Place(place.roots | {"event"}, node=node))
+            self._expression(
+                (*path, "match"), wait.match, _Place(place.roots | {"event"}, node=node)
+            )
             if wait.timeout is None:
                 self._at(path, "a wait for an alert or event needs a timeout: no run waits forever")
         if wait.until is not None:
@@ -256,25 +315,36 @@ class Checker:
 
     # -- actions and sub-playbooks -----------------------------------------------------------
 
-    def _check_action(self, path: Path, name: str, inputs: Mapping[str, JsonValue], *, has_with: bool) -> None:
+    def _check_action(
+        self, path: Path, name: str, inputs: Mapping[str, JsonValue], *, has_with: bool
+    ) -> None:
         spec = self.registry.action(name)
         if spec is None:
             connector = name.partition(".")[0]
             if connector not in self.registry.connectors:
                 installed = ", ".join(sorted(self.registry.connectors)) or "none"
-                message = f"unknown action {name!r}: no connector {connector!r} is installed (installed: {installed})"
+                message = (
+                    f"unknown action {name!r}: no connector {connector!r} is installed "
+                    f"(installed: {installed})"
+                )
             else:
                 message = f"unknown action {name!r}" + suggest(name, self.registry.action_names())
             self._at((*path, "action"), message)
             return
         self._check_inputs(path, spec, inputs, has_with=has_with)
 
-    def _check_inputs(self, path: Path, spec: ActionSpec, inputs: Mapping[str, JsonValue], *, has_with: bool) -> None:
+    def _check_inputs(
+        self, path: Path, spec: ActionSpec, inputs: Mapping[str, JsonValue], *, has_with: bool
+    ) -> None:
         fields = spec.input_model.model_fields
         known = {info.alias or key for key, info in fields.items()}
         for key in inputs:
             if key not in known:
-                self._at((*path, "with", key), f"{spec.qualified_name} has no input {key!r}" + suggest(key, sorted(known)), key=True)
+                self._at(
+                    (*path, "with", key),
+                    f"{spec.qualified_name} has no input {key!r}" + suggest(key, sorted(known)),
+                    key=True,
+                )
         for key, info in fields.items():
             name = info.alias or key
             if info.is_required() and name not in inputs:
@@ -289,7 +359,10 @@ class Checker:
                 if error["type"] == "missing" or not loc or loc[0] not in constants:
                     continue
                 message = str(error["msg"]).removeprefix("Value error, ")
-                self._at((*path, "with", *loc), f"{spec.qualified_name}: input {render_path(list(loc))!r}: {message}")
+                self._at(
+                    (*path, "with", *loc),
+                    f"{spec.qualified_name}: input {render_path(list(loc))!r}: {message}",
+                )
 
     def _check_subplaybook(self, path: Path, target: str, inputs: Mapping[str, JsonValue]) -> None:
         if self.known is None:
@@ -304,10 +377,17 @@ class Checker:
             self._at((*path, "playbook"), "sub-playbook cycle: " + " → ".join(chain))
         for key in inputs:
             if key not in other.inputs:
-                self._at((*path, "with", key), f"playbook {target!r} has no input {key!r}" + suggest(key, sorted(other.inputs)), key=True)
+                self._at(
+                    (*path, "with", key),
+                    f"playbook {target!r} has no input {key!r}"
+                    + suggest(key, sorted(other.inputs)),
+                    key=True,
+                )
         for key, spec in other.inputs.items():
             if spec.required and spec.default is None and key not in inputs:
-                self._at((*path, "playbook"), f"playbook {target!r}: missing required input {key!r}")
+                self._at(
+                    (*path, "playbook"), f"playbook {target!r}: missing required input {key!r}"
+                )
 
     # -- references ----------------------------------------------------------------------
 
@@ -335,13 +415,20 @@ class Checker:
             if isinstance(rest[0], str):
                 return "alerts is the list of alerts attached to the run: index it with a number"
             return find_problem(_ALERT_SCHEMA, rest[1:], "alert")
-        if root == "inputs" and rest and isinstance(rest[0], str) and rest[0] not in self.playbook.inputs:
+        if (
+            root == "inputs"
+            and rest
+            and isinstance(rest[0], str)
+            and rest[0] not in self.playbook.inputs
+        ):
             return f"unknown input {rest[0]!r}" + suggest(rest[0], sorted(self.playbook.inputs))
         if root == "steps" and rest:
             return self._step_ref_problem(ref, rest, place)
         return None
 
-    def _step_ref_problem(self, ref: Reference, rest: list[str | int | None], place: _Place) -> str | None:
+    def _step_ref_problem(
+        self, ref: Reference, rest: list[str | int | None], place: _Place
+    ) -> str | None:
         target_key = rest[0]
         if not isinstance(target_key, str):
             return None
@@ -353,12 +440,16 @@ class Checker:
         if place.node is not None and not place.all_steps:
             visible = self._before_of(place.node)
             if target_key not in visible and not (place.self_visible and target is place.node):
-                return f"step {target_key!r} does not run before this step, so {text} is not known yet"
+                return (
+                    f"step {target_key!r} does not run before this step, so {text} is not known yet"
+                )
         if len(rest) < 2 or rest[1] is None:
             return None
         attribute = rest[1]
         if not isinstance(attribute, str) or attribute not in STEP_FIELDS:
-            return f"{render_path(['steps', target_key])} has no field {attribute!r}" + suggest(str(attribute), STEP_FIELDS)
+            return f"{render_path(['steps', target_key])} has no field {attribute!r}" + suggest(
+                str(attribute), STEP_FIELDS
+            )
         if attribute != "output" or len(rest) < 3:
             return None
         return self._output_problem(target, rest[2:])
@@ -367,7 +458,10 @@ class Checker:
         step = target.step
         if step.for_each is not None:
             if isinstance(parts[0], str):
-                return f"steps.{target.key}.output is a list (one output per for_each item): index it with a number"
+                return (
+                    f"steps.{target.key}.output is a list (one output per for_each item): "
+                    "index it with a number"
+                )
             parts = parts[1:]
         if step.action is not None:
             spec = self.registry.action(step.action)
@@ -390,7 +484,11 @@ class Checker:
     def _check_cycles(self) -> None:
         for cycle in self.graph.cycles():
             first = self.graph.nodes[cycle[0]]
-            index = (first.step.needs or []).index(cycle[1]) if cycle[1] in (first.step.needs or []) else 0
+            index = (
+                (first.step.needs or []).index(cycle[1])
+                if cycle[1] in (first.step.needs or [])
+                else 0
+            )
             self._at((*first.path, "needs", index), "needs cycle: " + " → ".join(cycle))
 
     def _check_reachability(self) -> None:
@@ -399,10 +497,16 @@ class Checker:
         for key, node in self.graph.nodes.items():
             if _depends_on(self.graph, node, enders, set()):
                 dead.add(key)
-                self._at(node.path, f"step {node.label!r} can never run: a step before it always ends the run")
+                self._at(
+                    node.path,
+                    f"step {node.label!r} can never run: a step before it always ends the run",
+                )
             elif node.step.when is False or self._constant_false(node):
                 dead.add(key)
-                self._at((*node.path, "when"), f"step {node.label!r} can never run: its when is always false")
+                self._at(
+                    (*node.path, "when"),
+                    f"step {node.label!r} can never run: its when is always false",
+                )
 
     def _constant_false(self, node: StepNode) -> bool:
         compiled = self.expressions.get((*node.path, "when"))
@@ -472,5 +576,3 @@ def _has_template(value: JsonValue) -> bool:
     if isinstance(value, list):
         return any(_has_template(v) for v in value)
     return False
-
-

@@ -68,7 +68,9 @@ def _walk(
         for option in options:
             if isinstance(option, Mapping) and option.get("type") == "null":
                 continue
-            problem = _walk(option, defs, parts, owner, done) if isinstance(option, Mapping) else None
+            problem = (
+                _walk(option, defs, parts, owner, done) if isinstance(option, Mapping) else None
+            )
             if problem is None:
                 return None
             problems.append(problem)
@@ -92,7 +94,9 @@ def _walk(
             return None
         if part in properties:
             child = properties[part]
-            return _walk(child if isinstance(child, Mapping) else {}, defs, rest, owner, [*done, part])
+            return _walk(
+                child if isinstance(child, Mapping) else {}, defs, rest, owner, [*done, part]
+            )
         extra = schema.get("additionalProperties", not properties)
         if extra is False or (extra is None and properties):
             return f"{where} has no field {part!r}" + suggest(part, list(properties))

@@ -49,7 +49,7 @@ class _Strict(BaseModel):
 
 
 class Dedup(_Strict):
-    """Alerts with the same key inside the window attach to the first run instead of starting one."""
+    """Alerts with the same key inside the window join the first run instead of starting one."""
 
     key: str = "{{ alert.id }}"
     window: Duration
@@ -63,7 +63,7 @@ class RunEvent(StrEnum):
 
 
 class Trigger(_Strict):
-    """When a playbook starts: on a matching alert, on a schedule, by webhook, by hand, on an event."""
+    """When a playbook starts: a matching alert, a schedule, a webhook, by hand, an event."""
 
     match: ExpressionText | None = None
     cron: str | None = None
@@ -149,7 +149,7 @@ class EndStatus(StrEnum):
 
 
 class BranchCase(_Strict):
-    """One way of a multi-way branch: the first case whose `when` holds runs; `else` runs if none."""
+    """One way of a branch: the first case whose `when` holds runs; `else` runs if none does."""
 
     when: Condition | None = None
     steps: list[Step] | None = None

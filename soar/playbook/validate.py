@@ -6,7 +6,6 @@ import copy
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
 from typing import get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
@@ -93,7 +92,11 @@ def _validate_schema(source: Source) -> tuple[Playbook | None, list[Diagnostic],
     semantic checks still run on the rest and every problem is reported in one pass."""
     data = copy.deepcopy(source.data)
     if not isinstance(data, dict):
-        return None, [source.diagnostic((), "a playbook is a mapping of keys (id, trigger, ...)")], set()
+        return (
+            None,
+            [source.diagnostic((), "a playbook is a mapping of keys (id, trigger, ...)")],
+            set(),
+        )
     diagnostics: list[Diagnostic] = []
     removed: set[Path] = set()
     for _ in range(_REPAIR_ROUNDS):
@@ -121,9 +124,9 @@ def _remove(data: object, path: Path, removed: set[Path]) -> bool:
         return False
     parent: object = data
     for part in path[:-1]:
-        if isinstance(parent, dict) and isinstance(part, str) and part in parent:
-            parent = parent[part]
-        elif isinstance(parent, list) and isinstance(part, int) and 0 <= part < len(parent):
+        in_dict = isinstance(parent, dict) and isinstance(part, str) and part in parent
+        in_list = isinstance(parent, list) and isinstance(part, int) and 0 <= part < len(parent)
+        if in_dict or in_list:
             parent = parent[part]
         else:
             return False

@@ -13,7 +13,9 @@ from soar.playbook.validate import validate_text
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 _BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.MULTILINE | re.DOTALL)
-_WRAPPER = "id: docs-example\nname: docs example\ntrigger:\n  match: alert.severity >= \"low\"\nsteps:\n"
+_WRAPPER = (
+    'id: docs-example\nname: docs example\ntrigger:\n  match: alert.severity >= "low"\nsteps:\n'
+)
 
 
 def _examples() -> list[tuple[str, str]]:

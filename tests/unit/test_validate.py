@@ -75,9 +75,14 @@ CASES = [
         id="two-kinds",
     ),
     pytest.param("- id: a\n  name: nothing\n", "6:5: step 'a' does nothing", id="no-kind"),
-    pytest.param("- action: core.log\n  with: {message: x}\n", "6:5: every step of the main flow needs an id", id="no-id"),
     pytest.param(
-        "- id: a\n  action: core.log\n  with: {message: x}\n- id: a\n  action: core.log\n  with: {message: y}\n",
+        "- action: core.log\n  with: {message: x}\n",
+        "6:5: every step of the main flow needs an id",
+        id="no-id",
+    ),
+    pytest.param(
+        "- id: a\n  action: core.log\n  with: {message: x}\n"
+        "- id: a\n  action: core.log\n  with: {message: y}\n",
         "9:9: step id 'a' is used more than once",
         id="duplicate-id",
     ),
@@ -96,52 +101,56 @@ CASES = [
         "8:21: core.sleep: input 'seconds': Input should be a valid number",
         id="constant-input-wrong-type",
     ),
-    pytest.param("- id: a\n  action: core.log\n", "7:5: core.log: missing required input 'message'", id="missing-input-no-with"),
+    pytest.param(
+        "- id: a\n  action: core.log\n",
+        "7:5: core.log: missing required input 'message'",
+        id="missing-input-no-with",
+    ),
     pytest.param(
         "- id: a\n  action: nosuch.thing\n",
         "7:13: unknown action 'nosuch.thing': no connector 'nosuch' is installed",
         id="unknown-connector",
     ),
     pytest.param(
-        "- id: a\n  action: core.log\n  with: {message: \"{{ item }}\"}\n",
+        '- id: a\n  action: core.log\n  with: {message: "{{ item }}"}\n',
         "8:25: 'item' is only defined in a step with for_each",
         id="item-outside-loop",
     ),
     pytest.param(
-        "- id: a\n  action: core.log\n  with: {message: \"{{ steps.b.status }}\"}\n"
+        '- id: a\n  action: core.log\n  with: {message: "{{ steps.b.status }}"}\n'
         "- id: b\n  action: core.log\n  with: {message: x}\n",
         "8:25: step 'b' does not run before this step",
         id="later-step",
     ),
     pytest.param(
         "- id: a\n  action: core.set\n  with: {values: {}}\n"
-        "- id: b\n  action: core.log\n  with: {message: \"{{ steps.a.output.valeus }}\"}\n",
+        '- id: b\n  action: core.log\n  with: {message: "{{ steps.a.output.valeus }}"}\n',
         "11:25: core.set output has no field 'valeus' (did you mean 'values'?)",
         id="unknown-output-field",
     ),
     pytest.param(
         "- id: a\n  action: core.set\n  with: {values: {}}\n"
-        "- id: b\n  action: core.log\n  with: {message: \"{{ steps.a.outptu }}\"}\n",
+        '- id: b\n  action: core.log\n  with: {message: "{{ steps.a.outptu }}"}\n',
         "11:25: steps.a has no field 'outptu' (did you mean 'output'?)",
         id="unknown-step-field",
     ),
     pytest.param(
-        "- id: a\n  action: core.log\n  with: {message: \"{{ alert.usres[0].name }}\"}\n",
+        '- id: a\n  action: core.log\n  with: {message: "{{ alert.usres[0].name }}"}\n',
         "8:25: alert has no field 'usres' (did you mean 'users'?)",
         id="unknown-alert-field",
     ),
     pytest.param(
-        "- id: a\n  action: core.log\n  with: {message: \"{{ inputs.host }}\"}\n",
+        '- id: a\n  action: core.log\n  with: {message: "{{ inputs.host }}"}\n',
         "8:25: unknown input 'host'",
         id="undeclared-input",
     ),
     pytest.param(
-        "- id: a\n  action: core.log\n  with: {message: x}\n  when: alert.severity >= \"hgih\"\n",
+        '- id: a\n  action: core.log\n  with: {message: x}\n  when: alert.severity >= "hgih"\n',
         "9:29: expression: 'hgih' is not a severity",
         id="severity-typo",
     ),
     pytest.param(
-        "- id: a\n  action: core.log\n  with: {message: x}\n  when: lowr(alert.title) == \"x\"\n",
+        '- id: a\n  action: core.log\n  with: {message: x}\n  when: lowr(alert.title) == "x"\n',
         "9:11: expression: unknown function 'lowr'",
         id="unknown-function",
     ),
@@ -151,7 +160,7 @@ CASES = [
         id="approval-without-approvers",
     ),
     pytest.param(
-        "- id: a\n  wait: {match: event.status == \"resolved\"}\n",
+        '- id: a\n  wait: {match: event.status == "resolved"}\n',
         "7:11: a wait for an alert or event needs a timeout",
         id="wait-without-deadline",
     ),
@@ -186,7 +195,8 @@ CASES = [
         id="concurrency-without-loop",
     ),
     pytest.param(
-        "- id: a\n  for_each: \"hosts: {{ alert.hosts }}\"\n  action: core.log\n  with: {message: x}\n",
+        '- id: a\n  for_each: "hosts: {{ alert.hosts }}"\n'
+        "  action: core.log\n  with: {message: x}\n",
         "7:15: for_each takes one expression giving a list",
         id="for-each-not-one-expression",
     ),
@@ -199,31 +209,41 @@ CASES = [
 
 
 @pytest.mark.parametrize(("body", "expected"), CASES)
-def test_each_problem_is_reported_at_its_position(registry: Registry, body: str, expected: str) -> None:
+def test_each_problem_is_reported_at_its_position(
+    registry: Registry, body: str, expected: str
+) -> None:
     found = problems(HEAD + textwrap.indent(body, "  "), registry)
     assert any(f.startswith(expected) for f in found), f"{expected!r} not in {found}"
 
 
 TRIGGER_CASES = [
-    pytest.param("trigger:\n  cron: \"61 * * * *\"\n", "4:9: bad cron schedule", id="bad-cron"),
+    pytest.param('trigger:\n  cron: "61 * * * *"\n', "4:9: bad cron schedule", id="bad-cron"),
     pytest.param(
-        "trigger:\n  cron: \"0 6 1 * *\"\n  timezone: Mars/Olympus\n",
+        'trigger:\n  cron: "0 6 1 * *"\n  timezone: Mars/Olympus\n',
         "5:13: unknown time zone 'Mars/Olympus'",
         id="bad-timezone",
     ),
     pytest.param(
-        "trigger:\n  manual: true\n  dedup: {window: 5m}\n", "5:3: dedup needs an alert trigger", id="dedup-without-match"
+        "trigger:\n  manual: true\n  dedup: {window: 5m}\n",
+        "5:3: dedup needs an alert trigger",
+        id="dedup-without-match",
     ),
     pytest.param("trigger: {}\n", "3:10: the trigger needs at least one of", id="empty-trigger"),
     pytest.param(
-        "trigger:\n  match: alert.severity >= && 2\n", "4:28: expression: use 'and' instead of '&&'", id="unparsable-match"
+        "trigger:\n  match: alert.severity >= && 2\n",
+        "4:28: expression: use 'and' instead of '&&'",
+        id="unparsable-match",
     ),
 ]
 
 
 @pytest.mark.parametrize(("trigger", "expected"), TRIGGER_CASES)
 def test_trigger_problems_are_reported(registry: Registry, trigger: str, expected: str) -> None:
-    text = "id: t\nname: T\n" + trigger + "steps:\n  - id: a\n    action: core.log\n    with: {message: x}\n"
+    text = (
+        "id: t\nname: T\n"
+        + trigger
+        + "steps:\n  - id: a\n    action: core.log\n    with: {message: x}\n"
+    )
     found = problems(text, registry)
     assert any(f.startswith(expected) for f in found), f"{expected!r} not in {found}"
 
@@ -234,12 +254,20 @@ def test_trigger_problems_are_reported(registry: Registry, trigger: str, expecte
         pytest.param("id: [unclosed\n", "2:1: yaml: expected ',' or ']'", id="syntax"),
         pytest.param("id: a\nid: b\n", "2:1: duplicate key 'id'", id="duplicate-key"),
         pytest.param("", "1:1: the file is empty", id="empty"),
-        pytest.param("id: a\n---\nid: b\n", "1:1: the file holds more than one document", id="two-documents"),
+        pytest.param(
+            "id: a\n---\nid: b\n", "1:1: the file holds more than one document", id="two-documents"
+        ),
         pytest.param("- a\n- b\n", "1:1: a playbook is a mapping", id="not-a-mapping"),
-        pytest.param("id: Bad Id\nname: x\ntrigger: {manual: true}\nsteps: []\n", "1:5: id: String should match", id="bad-id"),
+        pytest.param(
+            "id: Bad Id\nname: x\ntrigger: {manual: true}\nsteps: []\n",
+            "1:5: id: String should match",
+            id="bad-id",
+        ),
     ],
 )
-def test_files_that_are_not_playbooks_are_reported(registry: Registry, text: str, expected: str) -> None:
+def test_files_that_are_not_playbooks_are_reported(
+    registry: Registry, text: str, expected: str
+) -> None:
     found = problems(text, registry)
     assert any(f.startswith(expected) for f in found), f"{expected!r} not in {found}"
 
@@ -250,9 +278,12 @@ def test_hyphenated_step_ids_are_referenced_naturally(registry: Registry) -> Non
         - id: approve-isolation
           approval: {group: soc-leads, timeout: 15m}
         - id: go
-          when: steps.approve-isolation.output.approved and steps["approve-isolation"].status == "succeeded"
+          when: >-
+            steps.approve-isolation.output.approved
+            and steps["approve-isolation"].status == "succeeded"
           action: core.log
-          with: {message: "approved by {{ steps.approve-isolation.output.decided_by | join(', ') }}"}
+          with:
+            message: "by {{ steps.approve-isolation.output.decided_by | join(', ') }}"
         """
     )
     assert problems(text, registry) == []
@@ -303,8 +334,8 @@ def test_escalation_steps_may_read_any_step_and_the_run(registry: Registry) -> N
     ) + (
         "escalate:\n"
         "  - after: 30m\n"
-        "    unless: run.status == \"completed\" or steps.b.status == \"succeeded\"\n"
-        "    steps: [{action: core.log, with: {message: \"{{ steps.a.status }}\"}}]\n"
+        '    unless: run.status == "completed" or steps.b.status == "succeeded"\n'
+        '    steps: [{action: core.log, with: {message: "{{ steps.a.status }}"}}]\n'
     )
     assert problems(text, registry) == []
 
@@ -351,9 +382,12 @@ def test_sub_playbooks_are_checked_against_the_playbooks_validated_with_them(
         file="callee.yaml",
         registry=registry,
     ).playbook
-    caller_text = steps("- id: call\n  playbook: callee\n  with: {hots: x}\n").replace("id: t", "id: caller")
+    caller_text = steps("- id: call\n  playbook: callee\n  with: {hots: x}\n").replace(
+        "id: t", "id: caller"
+    )
     caller = validate_text(caller_text, file="caller.yaml", registry=registry).playbook
-    assert callee is not None and caller is not None
+    assert callee is not None
+    assert caller is not None
     known = {"callee": callee, "caller": caller}
     found = problems(caller_text, registry, known_playbooks=known)
     assert "8:12: playbook 'callee' has no input 'hots' (did you mean 'host'?)" in found
@@ -364,9 +398,10 @@ def test_sub_playbooks_are_checked_against_the_playbooks_validated_with_them(
 
 
 def test_a_clean_playbook_keeps_its_compiled_expressions_and_digest(registry: Registry) -> None:
-    text = steps("- id: a\n  action: core.log\n  with: {message: \"{{ alert.title }}\"}\n")
+    text = steps('- id: a\n  action: core.log\n  with: {message: "{{ alert.title }}"}\n')
     result = validate_text(text, file="p.yaml", registry=registry)
     assert result.loaded is not None
-    assert result.loaded.digest.startswith("sha256:") and len(result.loaded.digest) == 71
+    assert result.loaded.digest.startswith("sha256:")
+    assert len(result.loaded.digest) == 71
     template = result.loaded.templates[("steps", 0, "with", "message")]
     assert template.evaluate({"alert": {"title": "{{ 7*7 }}"}}) == "{{ 7*7 }}"
