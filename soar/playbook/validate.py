@@ -124,9 +124,9 @@ def _remove(data: object, path: Path, removed: set[Path]) -> bool:
         return False
     parent: object = data
     for part in path[:-1]:
-        in_dict = isinstance(parent, dict) and isinstance(part, str) and part in parent
-        in_list = isinstance(parent, list) and isinstance(part, int) and 0 <= part < len(parent)
-        if in_dict or in_list:
+        if isinstance(parent, dict) and isinstance(part, str) and part in parent:
+            parent = parent[part]
+        elif isinstance(parent, list) and isinstance(part, int) and 0 <= part < len(parent):
             parent = parent[part]
         else:
             return False
