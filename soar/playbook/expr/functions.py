@@ -188,9 +188,7 @@ def unique(items: object) -> list[object]:
     result: list[object] = []
     for item in expect_list(items):
         if not isinstance(item, str | int | float) and item is not None:
-            raise EvaluationError(
-                f"unique() works on strings, numbers and booleans, not {kind(item)}"
-            )
+            raise EvaluationError(f"works on strings, numbers and booleans, not {kind(item)}")
         marker = (type(item) is bool, str(item) if isinstance(item, str) else item)
         if marker not in seen:
             seen.add(marker)
@@ -227,10 +225,10 @@ def _field(item: object, field: str) -> object:
     return mapping[field]
 
 
-def _extreme(name: str, items: tuple[object, ...], *, largest: bool) -> object:
+def _extreme(items: tuple[object, ...], *, largest: bool) -> object:
     candidates = expect_list(items[0]) if len(items) == 1 else items
     if not candidates:
-        raise EvaluationError(f"{name}() of an empty list")
+        raise EvaluationError("the list is empty")
     best = candidates[0]
     for item in candidates[1:]:
         if less(best, item) if largest else less(item, best):
@@ -238,14 +236,14 @@ def _extreme(name: str, items: tuple[object, ...], *, largest: bool) -> object:
     return best
 
 
-def _min(*items: object) -> object:
+def _min(items: object, *more: object) -> object:
     """The smallest of a list, or of two or more arguments."""
-    return _extreme("min", items, largest=False)
+    return _extreme((items, *more), largest=False)
 
 
-def _max(*items: object) -> object:
+def _max(items: object, *more: object) -> object:
     """The largest of a list, or of two or more arguments."""
-    return _extreme("max", items, largest=True)
+    return _extreme((items, *more), largest=True)
 
 
 def _sum(items: object) -> int | float:
@@ -253,7 +251,7 @@ def _sum(items: object) -> int | float:
     total: int | float = 0
     for item in expect_list(items):
         if not isinstance(item, int | float) or isinstance(item, bool):
-            raise EvaluationError(f"sum() adds numbers, not {kind(item)}")
+            raise EvaluationError(f"adds numbers only, not {kind(item)}")
         total += item
     return total
 

@@ -136,8 +136,7 @@ def business_hours(
     daylight-saving changes are followed. An `end` before `start` is a night shift that ends
     the next morning.
     """
-    moment = to_utc(clock()) if t is None else timestamp(t)
-    local = moment.astimezone(to_zone(tz))
+    local = in_timezone(to_utc(clock()) if t is None else t, tz)
     opens, closes = to_clock_time(start), to_clock_time(end)
     weekdays = to_days(days)
     wall = local.time().replace(tzinfo=None)
