@@ -18,7 +18,7 @@ from soar.errors import EvaluationError, ExpressionError
 from soar.models.severity import Severity
 from soar.playbook.expr import operators as ops
 from soar.playbook.expr.functions import FUNCTIONS
-from soar.playbook.expr.limits import MAX_INT, check_size
+from soar.playbook.expr.limits import MAX_DEPTH, MAX_INT, MAX_NODES, check_size
 from soar.playbook.expr.references import ROOTS, FunctionCall, Reference
 from soar.playbook.expr.registry import Function
 from soar.playbook.expr.syntax import SourceMap, parse
@@ -133,7 +133,18 @@ class Expression:
             EvaluationError: the data does not fit (a missing key, a type mismatch...), with the
                 position of the failing part; the message never contains data values.
         """
-        return self.run_in(Scope(variables, clock))
+        try:
+            return self._run(Scope(variables, clock))
+        except RecursionError:
+            raise EvaluationError(
+                "data too deeply nested", offset=self._offset, length=self._length
+            ) from None
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise EvaluationError(
+                f"evaluation failed ({type(exc).__name__})",
+                offset=self._offset,
+                length=self._length,
+            ) from None
 
     def run_in(self, scope: Scope) -> object:
         """Evaluate within an existing scope (templates share one `now` across their parts)."""
@@ -268,6 +279,8 @@ class _Compiler:
         self._constants: dict[Evaluator, object] = {}
         self.refs: list[Reference] = []
         self.calls: list[FunctionCall] = []
+        self._nodes = 0
+        self._depth = 0
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -293,6 +306,18 @@ class _Compiler:
         return constant
 
     def compile(self, node: ast.expr) -> Evaluator:
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise self._error(f"expression is too complex (more than {MAX_NODES} parts)", node)
+        if self._depth >= MAX_DEPTH:
+            raise self._error("expression too deeply nested", node)
+        self._depth += 1
+        try:
+            return self._compile(node)
+        finally:
+            self._depth -= 1
+
+    def _compile(self, node: ast.expr) -> Evaluator:
         match node:
             case ast.Constant():
                 return self._constant(node)
@@ -368,6 +393,9 @@ class _Compiler:
             chain.append(current)
             current = current.value
         chain.reverse()
+        self._nodes += len(chain)
+        if self._nodes > MAX_NODES:
+            raise self._error(f"expression is too complex (more than {MAX_NODES} parts)", node)
         start, _ = self._span(node)
         rooted = isinstance(current, ast.Name) and current.id in self._roots
         components: list[str | int | None] = []
@@ -382,7 +410,7 @@ class _Compiler:
         for link in chain:
             link_offset, link_length = self._span(link)
             end = link_offset + link_length
-            prefix = _shorten(self._origin[start:prefix_end])
+            prefix = self._origin[start:prefix_end]
             span = (start, end - start)
             if isinstance(link, ast.Attribute):
                 key = link.attr
@@ -541,11 +569,17 @@ class _Compiler:
                 self._check_severity_literals(left, right, symbol)
                 if symbol not in ("in", "not in"):
                     comparison = ops.severity_comparison(comparison, symbol)
+                    for position in (index, index + 1):
+                        value = self.constant_of(operands[position])
+                        if isinstance(value, str):
+                            operands[position] = self._const(Severity.parse(value))
             start = self._span(left)[0]
             end = sum(self._span(right))
             tests.append((comparison, start, end - start))
         if len(tests) == 1:
             (comparison, offset, length), (first, second) = tests[0], operands
+            if comparison is ops.equal or comparison is ops.not_equal:
+                return _equality(first, second, comparison is ops.equal)
 
             def compare(scope: Scope) -> object:
                 a = first(scope)
@@ -753,6 +787,17 @@ class _Compiler:
             if result is None or isinstance(result, str | int | float | datetime | timedelta):
                 return self._const(result)
         clock = entry.uses_clock
+        if not clock and not named and len(positional) == 1:
+            (only,) = positional
+
+            def call_one(scope: Scope) -> object:
+                value = only(scope)
+                try:
+                    return check_size(impl(value))
+                except EvaluationError as exc:
+                    raise _positioned(exc, offset, length, prefix) from None
+
+            return call_one
 
         def call(scope: Scope) -> object:
             args = [run(scope) for run in positional]
@@ -765,6 +810,20 @@ class _Compiler:
                 raise _positioned(exc, offset, length, prefix) from None
 
         return call
+
+
+def _equality(first: Evaluator, second: Evaluator, equal: bool) -> Evaluator:
+    if equal:
+
+        def same(scope: Scope) -> object:
+            return first(scope) == second(scope)
+
+        return same
+
+    def different(scope: Scope) -> object:
+        return first(scope) != second(scope)
+
+    return different
 
 
 def _suggest(word: str, candidates: Sequence[str], fallback: str | None) -> str:
@@ -785,10 +844,16 @@ def _static_path(base: Evaluator, accessors: list[_Accessor], *, soft: bool) -> 
             return value
         try:
             for key in keys:
+                # Plain dicts and lists only; anything else takes the checked, slower walk.
+                kind_of = type(value)
+                if kind_of is not dict and kind_of is not list:
+                    break
                 value = value[key]  # type: ignore[index]
+            else:
+                return value
         except (KeyError, IndexError, TypeError):
-            return _walk(start, accessors, scope, soft=soft)
-        return value
+            pass
+        return _walk(start, accessors, scope, soft=soft)
 
     return path
 
@@ -826,7 +891,7 @@ def _walk(value: object, accessors: list[_Accessor], scope: Scope, *, soft: bool
             if soft:
                 return _MISSING
             raise EvaluationError(
-                f"{accessor.prefix} {failure.reason}",
+                f"{_shorten(accessor.prefix)} {failure.reason}",
                 offset=accessor.offset,
                 length=accessor.length,
             ) from None

@@ -24,6 +24,8 @@ MAX_REGEX_INPUT = 1 << 20
 
 def check_size(value: object) -> object:
     """Return `value`, or raise `EvaluationError` (no position) when it is over a cap."""
+    if value is None or value is True or value is False:
+        return value
     if type(value) is int:
         if -MAX_INT <= value <= MAX_INT:
             return value

@@ -6,8 +6,10 @@ compiled closure that called it adds the position of the operator.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import cast
 
 from soar.errors import EvaluationError
 from soar.models.severity import Severity
@@ -157,10 +159,15 @@ def _rank(value: object, side: str) -> int:
         raise EvaluationError(f"{side} side is {kind(value)}, not a severity name") from None
 
 
-def _ordering(symbol: str, test: Callable[[int], bool]) -> Comparison:
+def _ordering(symbol: str, test: Callable[[object, object], bool]) -> Comparison:
     def compare(left: object, right: object) -> bool:
+        left_type, right_type = type(left), type(right)
+        if (left_type is str and right_type is str) or (
+            (left_type is int or left_type is float) and (right_type is int or right_type is float)
+        ):
+            return test(left, right)
         if isinstance(left, Severity) or isinstance(right, Severity):
-            return test(_rank(left, "left") - _rank(right, "right"))
+            return test(_rank(left, "left"), _rank(right, "right"))
         comparable = (
             (_is_number(left) and _is_number(right))
             or (isinstance(left, str) and isinstance(right, str))
@@ -170,19 +177,17 @@ def _ordering(symbol: str, test: Callable[[int], bool]) -> Comparison:
         if not comparable:
             raise EvaluationError(f"cannot compare {kind(left)} {symbol} {kind(right)}")
         try:
-            if left == right:
-                return test(0)
-            return test(-1 if left < right else 1)  # type: ignore[operator]
+            return test(left, right)
         except TypeError:
             raise EvaluationError("cannot compare a time with a zone and one without") from None
 
     return compare
 
 
-less = _ordering("<", lambda sign: sign < 0)
-less_equal = _ordering("<=", lambda sign: sign <= 0)
-greater = _ordering(">", lambda sign: sign > 0)
-greater_equal = _ordering(">=", lambda sign: sign >= 0)
+less = _ordering("<", cast(Comparison, operator.lt))
+less_equal = _ordering("<=", cast(Comparison, operator.le))
+greater = _ordering(">", cast(Comparison, operator.gt))
+greater_equal = _ordering(">=", cast(Comparison, operator.ge))
 
 
 def severity_comparison(compare: Comparison, symbol: str) -> Comparison:
@@ -193,6 +198,8 @@ def severity_comparison(compare: Comparison, symbol: str) -> Comparison:
     """
 
     def by_rank(left: object, right: object) -> bool:
+        if type(left) is Severity and type(right) is Severity:
+            return compare(left, right)
         if symbol in ("==", "!="):
             try:
                 same = Severity.parse(left) == Severity.parse(right)

@@ -1,5 +1,6 @@
-"""Source text to a Python AST: size caps first, parse errors in our own words, character
-positions (ast counts UTF-8 bytes), and `steps.approve-isolation` re-joined into one key."""
+"""Source text to a Python AST: length cap first, parse errors in our own words, character
+positions (ast counts UTF-8 bytes), and `steps.approve-isolation` re-joined into one key.
+(The compiler caps the number of nodes and their depth as it walks the tree.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import cast
 
 from soar.errors import ExpressionError
 from soar.playbook.expr.lexer import code_chars
-from soar.playbook.expr.limits import MAX_DEPTH, MAX_NODES, MAX_SOURCE
+from soar.playbook.expr.limits import MAX_SOURCE
 
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
 
@@ -19,13 +20,13 @@ _CLOSERS = {")": "(", "]": "[", "}": "{"}
 class SourceMap:
     """Turns ast (line, UTF-8 byte column) pairs into character offsets in the original source."""
 
-    __slots__ = ("_base", "_lines", "_starts")
+    __slots__ = ("_ascii", "_base", "_lines", "_simple", "_starts")
 
     def __init__(self, text: str, base: int) -> None:
         self._base = base
         self._starts: list[int] = [0]
         i = 0
-        end = len(text)
+        end = len(text) if ("\n" in text or "\r" in text) else 0
         while i < end:
             char = text[i]
             if char == "\r" and i + 1 < end and text[i + 1] == "\n":
@@ -33,16 +34,20 @@ class SourceMap:
             if char in "\r\n":
                 self._starts.append(i + 1)
             i += 1
-        self._starts.append(end + 1)
+        self._starts.append(len(text) + 1)
         self._lines = [
             text[self._starts[n] : self._starts[n + 1]] for n in range(len(self._starts) - 1)
         ]
+        self._ascii = text.isascii()
+        self._simple = self._ascii and len(self._lines) == 1
 
     def offset(self, lineno: int, col: int) -> int:
         """Character offset of byte column `col` on 1-based line `lineno`, plus the base."""
+        if self._simple:
+            return self._base + col
         index = min(max(lineno, 1), len(self._lines)) - 1
-        line = self._lines[index]
-        if not line.isascii():
+        if not self._ascii:
+            line = self._lines[index]
             col = len(line.encode("utf-8")[:col].decode("utf-8", "ignore"))
         return self._base + self._starts[index] + col
 
@@ -107,29 +112,15 @@ def parse(source: str, roots: Collection[str], *, base: int = 0) -> Parsed:
         raise ExpressionError(
             "expression does not parse", offset=base, length=len(source)
         ) from None
-    _check_size(tree.body, positions)
-    body = _Hyphens(frozenset(roots)).visit(tree.body)
-    return Parsed(cast(ast.expr, body), positions)
-
-
-def _check_size(tree: ast.expr, positions: SourceMap) -> None:
-    count = 0
-    stack: list[tuple[ast.AST, int]] = [(tree, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, ast.expr):
-            count += 1
-            if count > MAX_NODES:
-                offset, length = positions.span(node)
-                raise ExpressionError(
-                    f"expression is too complex (more than {MAX_NODES} parts)",
-                    offset=offset,
-                    length=length,
-                )
-        if depth > MAX_DEPTH:
-            offset, length = positions.span(node) if isinstance(node, ast.expr) else (0, 0)
-            raise ExpressionError("expression too deeply nested", offset=offset, length=length)
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    body = tree.body
+    if "-" in text:
+        try:
+            body = cast(ast.expr, _Hyphens(frozenset(roots)).visit(body))
+        except RecursionError:
+            raise ExpressionError(
+                "expression too deeply nested", offset=base, length=len(source)
+            ) from None
+    return Parsed(body, positions)
 
 
 def _hint(text: str) -> tuple[str, int, int] | None:
