@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from soar.models.alert import Alert
 from soar.playbook.expr import compile_expression, compile_template
-from soar.playbook.expr.compiler import _compile_cached as _expression_cache
+from soar.playbook.expr.expression import _compile_cached as _expression_cache
 from soar.playbook.expr.template import _compile_cached as _template_cache
 
 C1 = (

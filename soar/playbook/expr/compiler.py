@@ -9,49 +9,20 @@ from __future__ import annotations
 import ast
 import difflib
 import math
-from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from functools import lru_cache
-from typing import cast
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 
 from soar.errors import EvaluationError, ExpressionError
 from soar.models.severity import Severity
 from soar.playbook.expr import operators as ops
 from soar.playbook.expr.functions import FUNCTIONS
 from soar.playbook.expr.limits import MAX_DEPTH, MAX_INT, MAX_NODES, check_size
-from soar.playbook.expr.references import ROOTS, FunctionCall, Reference
+from soar.playbook.expr.paths import Accessor, dynamic_path, shorten, static_path
+from soar.playbook.expr.references import FunctionCall, Reference
 from soar.playbook.expr.registry import Function
-from soar.playbook.expr.syntax import SourceMap, parse
-from soar.playbook.expr.text import kind
+from soar.playbook.expr.scope import MISSING, Evaluator, Scope, positioned
+from soar.playbook.expr.syntax import SourceMap
 
-Clock = Callable[[], datetime]
-
-
-class Scope:
-    """One evaluation: the variables, and `now` read from the clock at most once."""
-
-    __slots__ = ("_clock", "_now", "variables")
-
-    def __init__(self, variables: Mapping[str, object], clock: Clock | None) -> None:
-        self.variables = variables
-        self._clock = clock
-        self._now: datetime | None = None
-
-    def now(self) -> datetime:
-        if self._now is None:
-            moment = self._clock() if self._clock is not None else datetime.now(UTC)
-            self._now = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-        return self._now
-
-
-Evaluator = Callable[[Scope], object]
-
-
-class _Missing:
-    """A path that does not exist (inside `has()` and `default()` only)."""
-
-
-_MISSING = _Missing()
 _CONSTANT_NAMES: Mapping[str, object] = {"true": True, "false": False, "null": None}
 _SEVERITY_NAMES = [s.value for s in Severity]
 _BINARY: Mapping[type[ast.operator], tuple[str, ops.BinaryOperator]] = {
@@ -98,180 +69,9 @@ _REFUSED_NODES: Mapping[type[ast.AST], str] = {
 }
 
 
-class Expression:
-    """A compiled expression: evaluate it many times against plain data.
+class Compiler:
+    """Compiles one parsed expression; collects its references and calls on the way."""
 
-    `refs` and `calls` list what it reads and calls, positioned in characters of the source it
-    was compiled from (the whole template string for a template part).
-    """
-
-    __slots__ = ("_length", "_offset", "_run", "calls", "refs", "source")
-
-    def __init__(
-        self,
-        source: str,
-        run: Evaluator,
-        refs: tuple[Reference, ...],
-        calls: tuple[FunctionCall, ...],
-        span: tuple[int, int],
-    ) -> None:
-        self.source = source
-        self.refs = refs
-        self.calls = calls
-        self._run = run
-        self._offset, self._length = span
-
-    def __repr__(self) -> str:
-        return f"Expression({self.source!r})"
-
-    def evaluate(self, variables: Mapping[str, object], *, clock: Clock | None = None) -> object:
-        """The value of the expression for `variables` (the context roots, as plain data).
-
-        `clock` gives `now()` (default: the real UTC time); it is read at most once.
-
-        Raises:
-            EvaluationError: the data does not fit (a missing key, a type mismatch...), with the
-                position of the failing part; the message never contains data values.
-        """
-        try:
-            return self._run(Scope(variables, clock))
-        except RecursionError:
-            raise EvaluationError(
-                "data too deeply nested", offset=self._offset, length=self._length
-            ) from None
-        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-            raise EvaluationError(
-                f"evaluation failed ({type(exc).__name__})",
-                offset=self._offset,
-                length=self._length,
-            ) from None
-
-    def run_in(self, scope: Scope) -> object:
-        """Evaluate within an existing scope (templates share one `now` across their parts)."""
-        try:
-            return self._run(scope)
-        except RecursionError:
-            raise EvaluationError(
-                "data too deeply nested", offset=self._offset, length=self._length
-            ) from None
-        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-            raise EvaluationError(
-                f"evaluation failed ({type(exc).__name__})",
-                offset=self._offset,
-                length=self._length,
-            ) from None
-
-
-def compile_expression(source: str, *, roots: Collection[str] = ROOTS) -> Expression:
-    """Compile one expression (the text of `match`, `when`... or of a `{{ }}` part).
-
-    Raises:
-        ExpressionError: it does not parse, uses something outside the language, names an
-            unknown root or function, or misspells a severity; `offset`/`length` point at it.
-    """
-    return _compile_cached(source, frozenset(roots))
-
-
-@lru_cache(maxsize=2048)
-def _compile_cached(source: str, roots: frozenset[str]) -> Expression:
-    return compile_part(source, roots, origin=source, base=0)
-
-
-def compile_part(source: str, roots: frozenset[str], *, origin: str, base: int) -> Expression:
-    """Compile `source`, which sits at `base` in the text `origin` (a template, or itself)."""
-    parsed = parse(source, roots, base=base)
-    compiler = _Compiler(origin, parsed.positions, roots)
-    run = compiler.compile(parsed.tree)
-    return Expression(
-        source,
-        run,
-        tuple(compiler.refs),
-        tuple(compiler.calls),
-        parsed.positions.span(parsed.tree),
-    )
-
-
-def _positioned(
-    exc: EvaluationError, offset: int, length: int, prefix: str = ""
-) -> EvaluationError:
-    return EvaluationError(prefix + exc.message, offset=offset, length=length)
-
-
-def _shorten(text: str, limit: int = 60) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class _LookupFailed(Exception):
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-
-class _Accessor:
-    """One `.key`, `[index]`, `[expr]` or `[a:b]` step of a path."""
-
-    __slots__ = ("key", "label", "length", "offset", "parts", "prefix", "step")
-
-    def __init__(
-        self,
-        step: str,
-        key: object,
-        label: str,
-        prefix: str,
-        span: tuple[int, int],
-        parts: tuple[Evaluator | None, ...] = (),
-    ) -> None:
-        self.step = step  # "key", "dynamic" or "slice"
-        self.key = key
-        self.label = label
-        self.prefix = prefix
-        self.offset, self.length = span
-        self.parts = parts
-
-
-def _lookup(value: object, key: object, label: str) -> object:
-    if isinstance(value, Mapping):
-        try:
-            return value[key]
-        except (KeyError, TypeError):
-            raise _LookupFailed(f"has no key {label}") from None
-    if isinstance(value, list | tuple | str):
-        if isinstance(key, int) and not isinstance(key, bool):
-            try:
-                return value[key]
-            except IndexError:
-                raise _LookupFailed(f"has no item {label}") from None
-        raise _LookupFailed(f"is a {kind(value)}, not a mapping (reading key {label})")
-    if value is None:
-        raise _LookupFailed(f"is null (reading {label})")
-    raise _LookupFailed(f"is a {kind(value)}, which has no keys (reading {label})")
-
-
-def _dynamic_key(value: object, label: str) -> object:
-    if isinstance(value, str):
-        if value.startswith("_"):
-            raise EvaluationError(f"key {label} starts with '_'; such keys cannot be read")
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise EvaluationError(f"key {label} is a {kind(value)}, not a string or an integer")
-
-
-def _slice(value: object, bounds: list[object], label: str) -> object:
-    for bound in bounds:
-        if bound is not None and (not isinstance(bound, int) or isinstance(bound, bool)):
-            raise EvaluationError(f"slice bounds must be integers, not {kind(bound)}")
-    if bounds[2] == 0:
-        raise EvaluationError("slice step cannot be zero")
-    if not isinstance(value, list | tuple | str):
-        if value is None:
-            raise _LookupFailed(f"is null (slicing {label})")
-        raise _LookupFailed(f"is a {kind(value)}, which cannot be sliced")
-    lower, upper, step = (cast(int | None, bound) for bound in bounds)
-    return value[lower:upper:step]
-
-
-class _Compiler:
     def __init__(self, origin: str, positions: SourceMap, roots: frozenset[str]) -> None:
         self._origin = origin
         self._positions = positions
@@ -296,7 +96,7 @@ class _Compiler:
         return ExpressionError(message, offset=offset, length=length)
 
     def constant_of(self, run: Evaluator) -> object:
-        return self._constants.get(run, _MISSING)
+        return self._constants.get(run, MISSING)
 
     def _const(self, value: object) -> Evaluator:
         def constant(scope: Scope) -> object:
@@ -406,7 +206,7 @@ class _Compiler:
         else:
             base = self.compile(current)
         prefix_end = sum(self._span(current))
-        accessors: list[_Accessor] = []
+        accessors: list[Accessor] = []
         for link in chain:
             link_offset, link_length = self._span(link)
             end = link_offset + link_length
@@ -416,30 +216,30 @@ class _Compiler:
                 key = link.attr
                 if key.startswith("_"):
                     raise self._error("keys starting with '_' are not allowed", link)
-                accessors.append(_Accessor("key", key, repr(key), prefix, span))
+                accessors.append(Accessor("key", key, repr(key), prefix, span))
                 components.append(key)
             elif isinstance(link.slice, ast.Slice):
                 parts = tuple(
                     None if part is None else self.compile(part)
                     for part in (link.slice.lower, link.slice.upper, link.slice.step)
                 )
-                label = f"[{_shorten(self._text(link.slice))}]"
-                accessors.append(_Accessor("slice", None, label, prefix, span, parts))
+                label = f"[{shorten(self._text(link.slice))}]"
+                accessors.append(Accessor("slice", None, label, prefix, span, parts))
                 components.append(None)
             else:
                 key_fn = self.compile(link.slice)
                 value = self.constant_of(key_fn)
-                if value is _MISSING:
-                    label = f"[{_shorten(self._text(link.slice))}]"
-                    accessors.append(_Accessor("dynamic", key_fn, label, prefix, span))
+                if value is MISSING:
+                    label = f"[{shorten(self._text(link.slice))}]"
+                    accessors.append(Accessor("dynamic", key_fn, label, prefix, span))
                     components.append(None)
                 elif isinstance(value, str):
                     if value.startswith("_"):
                         raise self._error("keys starting with '_' are not allowed", link.slice)
-                    accessors.append(_Accessor("key", value, repr(value), prefix, span))
+                    accessors.append(Accessor("key", value, repr(value), prefix, span))
                     components.append(value)
                 elif isinstance(value, int) and not isinstance(value, bool):
-                    accessors.append(_Accessor("key", value, str(value), prefix, span))
+                    accessors.append(Accessor("key", value, str(value), prefix, span))
                     components.append(value)
                 else:
                     raise self._error("a key must be a string or an integer", link.slice)
@@ -449,8 +249,8 @@ class _Compiler:
         if not accessors:
             return base
         if all(a.step == "key" for a in accessors):
-            return _static_path(base, accessors, soft=soft)
-        return _dynamic_path(base, accessors, soft=soft)
+            return static_path(base, accessors, soft=soft)
+        return dynamic_path(base, accessors, soft=soft)
 
     def _root(self, name: str, node: ast.Name, *, soft: bool) -> Evaluator:
         offset, length = self._span(node)
@@ -460,7 +260,7 @@ class _Compiler:
                 return scope.variables[name]
             except KeyError:
                 if soft:
-                    return _MISSING
+                    return MISSING
                 raise EvaluationError(
                     f"'{name}' is not available here", offset=offset, length=length
                 ) from None
@@ -495,7 +295,7 @@ class _Compiler:
         operand = self.compile(node.operand)
         if isinstance(node.op, ast.Not):
             constant = self.constant_of(operand)
-            if constant is not _MISSING:
+            if constant is not MISSING:
                 return self._const(not constant)
 
             def negation(scope: Scope) -> object:
@@ -512,7 +312,7 @@ class _Compiler:
     ) -> Evaluator:
         offset, length = self._span(node)
         constant = self.constant_of(operand)
-        if constant is not _MISSING:
+        if constant is not MISSING:
             try:
                 return self._const(operation(constant))
             except EvaluationError as exc:
@@ -523,7 +323,7 @@ class _Compiler:
             try:
                 return operation(value)
             except EvaluationError as exc:
-                raise _positioned(exc, offset, length) from None
+                raise positioned(exc, offset, length) from None
 
         return unary
 
@@ -538,7 +338,7 @@ class _Compiler:
         offset, length = self._span(node)
         left_constant, right_constant = self.constant_of(left), self.constant_of(right)
         if all(
-            c is not _MISSING and not isinstance(c, list) for c in (left_constant, right_constant)
+            c is not MISSING and not isinstance(c, list) for c in (left_constant, right_constant)
         ):
             try:
                 return self._const(operation(left_constant, right_constant))
@@ -551,7 +351,7 @@ class _Compiler:
             try:
                 return operation(a, b)
             except EvaluationError as exc:
-                raise _positioned(exc, offset, length) from None
+                raise positioned(exc, offset, length) from None
 
         return binary
 
@@ -587,7 +387,7 @@ class _Compiler:
                 try:
                     return comparison(a, b)
                 except EvaluationError as exc:
-                    raise _positioned(exc, offset, length) from None
+                    raise positioned(exc, offset, length) from None
 
             return compare
 
@@ -599,7 +399,7 @@ class _Compiler:
                     if not comparison(a, b):
                         return False
                 except EvaluationError as exc:
-                    raise _positioned(exc, offset, length) from None
+                    raise positioned(exc, offset, length) from None
                 a = b
             return True
 
@@ -647,7 +447,7 @@ class _Compiler:
     def _list(self, node: ast.List | ast.Tuple) -> Evaluator:
         items = [self.compile(element) for element in node.elts]
         constants = [self.constant_of(item) for item in items]
-        if all(c is not _MISSING and not isinstance(c, list) for c in constants):
+        if all(c is not MISSING and not isinstance(c, list) for c in constants):
             values = list(constants)
 
             def fresh(scope: Scope) -> object:
@@ -721,7 +521,7 @@ class _Compiler:
             exists = self._path(args[0], soft=True)
 
             def has(scope: Scope) -> object:
-                return exists(scope) is not _MISSING
+                return exists(scope) is not MISSING
 
             return has
         entry = FUNCTIONS.get(name)
@@ -748,7 +548,7 @@ class _Compiler:
 
         def default(scope: Scope) -> object:
             value = value_of(scope)
-            return fallback(scope) if value is None or value is _MISSING else value
+            return fallback(scope) if value is None or value is MISSING else value
 
         return default
 
@@ -757,10 +557,10 @@ class _Compiler:
         if param is None:
             return run
         value = self.constant_of(run)
-        if param in entry.literal and value is _MISSING:
+        if param in entry.literal and value is MISSING:
             raise self._error(f"the {param} of {entry.name}() must be a literal string", node)
         prepare = entry.prepare.get(param)
-        if prepare is not None and value is not _MISSING:
+        if prepare is not None and value is not MISSING:
             try:
                 return self._const(prepare(value))
             except EvaluationError as exc:
@@ -777,7 +577,7 @@ class _Compiler:
         offset, length = self._span(node)
         impl, prefix = entry.impl, f"{entry.name}(): "
         constants = [self.constant_of(run) for run in [*positional, *named.values()]]
-        if entry.pure and all(c is not _MISSING for c in constants):
+        if entry.pure and all(c is not MISSING for c in constants):
             args = [self.constant_of(run) for run in positional]
             kwargs = {name: self.constant_of(run) for name, run in named.items()}
             try:
@@ -795,7 +595,7 @@ class _Compiler:
                 try:
                     return check_size(impl(value))
                 except EvaluationError as exc:
-                    raise _positioned(exc, offset, length, prefix) from None
+                    raise positioned(exc, offset, length, prefix) from None
 
             return call_one
 
@@ -807,7 +607,7 @@ class _Compiler:
                     return check_size(impl(scope.now, *args, **kwargs))
                 return check_size(impl(*args, **kwargs))
             except EvaluationError as exc:
-                raise _positioned(exc, offset, length, prefix) from None
+                raise positioned(exc, offset, length, prefix) from None
 
         return call
 
@@ -833,66 +633,3 @@ def _suggest(word: str, candidates: Sequence[str], fallback: str | None) -> str:
     if fallback is not None:
         return f" ({fallback} {', '.join(candidates)})"
     return ""
-
-
-def _static_path(base: Evaluator, accessors: list[_Accessor], *, soft: bool) -> Evaluator:
-    keys = tuple(a.key for a in accessors)
-
-    def path(scope: Scope) -> object:
-        start = value = base(scope)
-        if value is _MISSING:
-            return value
-        try:
-            for key in keys:
-                # Plain dicts and lists only; anything else takes the checked, slower walk.
-                kind_of = type(value)
-                if kind_of is not dict and kind_of is not list:
-                    break
-                value = value[key]  # type: ignore[index]
-            else:
-                return value
-        except (KeyError, IndexError, TypeError):
-            pass
-        return _walk(start, accessors, scope, soft=soft)
-
-    return path
-
-
-def _dynamic_path(base: Evaluator, accessors: list[_Accessor], *, soft: bool) -> Evaluator:
-    def path(scope: Scope) -> object:
-        value = base(scope)
-        if value is _MISSING:
-            return value
-        return _walk(value, accessors, scope, soft=soft)
-
-    return path
-
-
-def _walk(value: object, accessors: list[_Accessor], scope: Scope, *, soft: bool) -> object:
-    for accessor in accessors:
-        try:
-            if accessor.step == "key":
-                value = _lookup(value, accessor.key, accessor.label)
-            elif accessor.step == "dynamic":
-                assert callable(accessor.key)  # noqa: S101  # a "dynamic" key is an evaluator
-                key = accessor.key(scope)
-                try:
-                    key = _dynamic_key(key, accessor.label)
-                except EvaluationError as exc:
-                    raise _positioned(exc, accessor.offset, accessor.length) from None
-                value = _lookup(value, key, accessor.label)
-            else:
-                bounds = [None if part is None else part(scope) for part in accessor.parts]
-                try:
-                    value = _slice(value, bounds, accessor.label)
-                except EvaluationError as exc:
-                    raise _positioned(exc, accessor.offset, accessor.length) from None
-        except _LookupFailed as failure:
-            if soft:
-                return _MISSING
-            raise EvaluationError(
-                f"{_shorten(accessor.prefix)} {failure.reason}",
-                offset=accessor.offset,
-                length=accessor.length,
-            ) from None
-    return value

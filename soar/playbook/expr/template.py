@@ -8,10 +8,11 @@ from datetime import datetime
 from functools import lru_cache
 
 from soar.errors import EvaluationError, ExpressionError
-from soar.playbook.expr.compiler import Expression, Scope, compile_part
+from soar.playbook.expr.expression import Expression, compile_part
 from soar.playbook.expr.lexer import code_chars
 from soar.playbook.expr.limits import MAX_STRING, MAX_TEMPLATE
 from soar.playbook.expr.references import ROOTS, FunctionCall, Reference
+from soar.playbook.expr.scope import Scope
 from soar.playbook.expr.text import to_text
 
 Clock = Callable[[], datetime]
