@@ -1,5 +1,5 @@
 """Source text to a Python AST: length cap first, parse errors in our own words, character
-positions (ast counts UTF-8 bytes), and `steps.approve-isolation` re-joined into one key.
+positions (ast counts UTF-8 bytes), and `steps.approve-isolation` read as one key.
 (The compiler caps the number of nodes and their depth as it walks the tree.)"""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import ast
 import warnings
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import cast
 
 from soar.errors import ExpressionError
 from soar.playbook.expr.lexer import code_chars
@@ -96,12 +95,13 @@ def parse(source: str, roots: Collection[str], *, base: int = 0) -> Parsed:
         raise ExpressionError(
             "expression contains a NUL character", offset=base + lead + nul, length=1
         )
-    positions = SourceMap(text, base + lead)
+    marked = _mark_hyphens(text, frozenset(roots)) if "-" in text else text
+    positions = SourceMap(marked, base + lead)
     try:
         with warnings.catch_warnings():
             # Unknown escapes such as "\d" keep their backslash, as Python does today.
             warnings.simplefilter("ignore")
-            tree = ast.parse(text, mode="eval")
+            tree = ast.parse(marked, mode="eval")
     except SyntaxError as exc:
         raise _syntax_error(text, positions, exc) from None
     except (RecursionError, MemoryError):
@@ -113,13 +113,10 @@ def parse(source: str, roots: Collection[str], *, base: int = 0) -> Parsed:
             "expression does not parse", offset=base, length=len(source)
         ) from None
     body = tree.body
-    if "-" in text:
-        try:
-            body = cast(ast.expr, _Hyphens(frozenset(roots)).visit(body))
-        except RecursionError:
-            raise ExpressionError(
-                "expression too deeply nested", offset=base, length=len(source)
-            ) from None
+    if marked is not text:
+        for node in ast.walk(body):
+            if isinstance(node, ast.Attribute) and _MARK in node.attr:
+                node.attr = node.attr.replace(_MARK, "-")
     return Parsed(body, positions)
 
 
@@ -180,75 +177,40 @@ def _syntax_error(text: str, positions: SourceMap, exc: SyntaxError) -> Expressi
     return ExpressionError("invalid syntax", offset=offset, length=length)
 
 
-_TIGHTER = (ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.MatMult)
+# Stands in for "-" inside a hyphenated key while Python parses the expression: a letter, so
+# `steps.wait-for-it` parses as one attribute even though `for` is a keyword, and one character
+# long, so every position stays where it was.
+_MARK = "\u1428"
 
 
-class _Hyphens(ast.NodeTransformer):
-    """Re-join `steps.approve-isolation.output` (no spaces around `-`, a bare name after it
-    that is not a root) into the key `approve-isolation`; `a - b` stays a subtraction."""
-
-    def __init__(self, roots: frozenset[str]) -> None:
-        self._roots = roots
-
-    def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
-        self.generic_visit(node)
+def _mark_hyphens(text: str, roots: frozenset[str]) -> str:
+    """Mark each `-` that joins the words of a key after a dot (`steps.approve-isolation`):
+    no space on either side, a letter or `_` after it, and the word after it neither a root
+    name nor a function call. Anything else (`a - b`, `x.count-1`, `x.y-alert.z`,
+    `x.y-len(z)`) stays a subtraction."""
+    if _MARK in text:
+        return text
+    chars = list(text)
+    end = len(text)
+    for i, char in code_chars(text):
+        if char != "-" or i == 0 or i + 1 >= end:
+            continue
+        before, after = text[i - 1], text[i + 1]
+        if not (before.isalnum() or before == "_") or not (after.isalpha() or after == "_"):
+            continue
+        start = i - 1
+        while start >= 0 and (text[start].isalnum() or text[start] in "_-"):
+            start -= 1
         if (
-            isinstance(node.op, ast.Sub)
-            and isinstance(node.left, ast.Attribute)
-            and _is_dotted_path(node.left)
+            start < 0
+            or text[start] != "."
+            or (not text[start + 1].isalpha() and text[start + 1] != "_")
         ):
-            joined = self._join(node.left, node.right)
-            if joined is not None:
-                return joined
-        return node
-
-    def _join(self, left: ast.Attribute, right: ast.expr) -> ast.expr | None:
-        inner: ast.expr | None
-        if isinstance(right, ast.Name):
-            adjacent = (
-                right.lineno == left.end_lineno
-                and left.end_col_offset is not None
-                and right.col_offset == left.end_col_offset + 1
-            )
-            if not adjacent or right.id in self._roots:
-                return None
-            return _located(
-                ast.Attribute(value=left.value, attr=f"{left.attr}-{right.id}", ctx=ast.Load()),
-                left,
-                right,
-            )
-        if isinstance(right, ast.Attribute):
-            inner = self._join(left, right.value)
-            if inner is None:
-                return None
-            return _located(
-                ast.Attribute(value=inner, attr=right.attr, ctx=ast.Load()), left, right
-            )
-        if isinstance(right, ast.Subscript):
-            inner = self._join(left, right.value)
-            if inner is None:
-                return None
-            return _located(
-                ast.Subscript(value=inner, slice=right.slice, ctx=ast.Load()), left, right
-            )
-        if isinstance(right, ast.BinOp) and isinstance(right.op, _TIGHTER):
-            inner = self._join(left, right.left)
-            if inner is None:
-                return None
-            return _located(ast.BinOp(left=inner, op=right.op, right=right.right), left, right)
-        return None
-
-
-def _is_dotted_path(node: ast.Attribute) -> bool:
-    current: ast.expr = node
-    while isinstance(current, ast.Attribute | ast.Subscript):
-        current = current.value
-    return isinstance(current, ast.Name)
-
-
-def _located(node: ast.expr, start: ast.expr, end: ast.expr) -> ast.expr:
-    node.lineno = start.lineno
-    node.col_offset = start.col_offset
-    node.end_lineno = end.end_lineno
-    node.end_col_offset = end.end_col_offset
-    return node
+            continue
+        stop = i + 1
+        while stop < end and (text[stop].isalnum() or text[stop] == "_"):
+            stop += 1
+        calls = stop < end and text[stop] == "("
+        if text[i + 1 : stop] not in roots and not calls:
+            chars[i] = _MARK
+    return "".join(chars)

@@ -343,3 +343,18 @@ def test_pathological_nesting_is_an_expression_error(source: str) -> None:
 
 def test_compiling_the_same_source_twice_gives_the_same_expression() -> None:
     assert compile_expression("alert.id == 'x'") is compile_expression("alert.id == 'x'")
+
+
+@pytest.mark.parametrize(
+    "step_id", ["wait-for-resolution", "send-if-needed", "not-in-scope", "page-or-call"]
+)
+def test_hyphenated_ids_may_contain_python_keywords(step_id: str) -> None:
+    expression = compile_expression(f"steps.{step_id}.output.done and true")
+    assert [r.path for r in expression.refs] == [("steps", step_id, "output", "done")]
+    assert expression.evaluate({"steps": {step_id: {"output": {"done": True}}}}) is True
+
+
+def test_a_keyword_hyphenated_id_keeps_its_position() -> None:
+    expression = compile_expression('run.n == 1 or steps.wait-for-it.status == "ok"')
+    (ref,) = [r for r in expression.refs if r.path[0] == "steps"]
+    assert (ref.offset, ref.length) == (14, len("steps.wait-for-it.status"))
