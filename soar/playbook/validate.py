@@ -21,6 +21,7 @@ from soar.playbook.schema import Playbook
 from soar.playbook.source import Path, Source, read_source
 
 _REPAIR_ROUNDS = 8
+_MISSING = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,17 +125,20 @@ def _remove(data: object, path: Path, removed: set[Path]) -> bool:
         return False
     parent: object = data
     for part in path[:-1]:
-        if isinstance(parent, dict) and isinstance(part, str) and part in parent:
-            parent = parent[part]
-        elif isinstance(parent, list) and isinstance(part, int) and 0 <= part < len(parent):
-            parent = parent[part]
-        else:
-            return False
+        parent = _child(parent, part)
     if isinstance(parent, dict) and path[-1] in parent:
         del parent[path[-1]]
         removed.add(path)
         return True
     return False
+
+
+def _child(parent: object, part: str | int) -> object:
+    if isinstance(parent, dict) and isinstance(part, str):
+        return parent.get(part, _MISSING)
+    if isinstance(parent, list) and isinstance(part, int) and 0 <= part < len(parent):
+        return parent[part]
+    return _MISSING
 
 
 def _schema_diagnostic(source: Source, loc: Path, kind: str, message: str) -> Diagnostic:
