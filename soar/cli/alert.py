@@ -7,6 +7,7 @@ from typing import BinaryIO
 
 import click
 
+from soar.config import load_settings
 from soar.errors import AlertRejected
 from soar.ingest.limits import Limits
 from soar.ingest.normalize import normalize
@@ -34,16 +35,23 @@ def alert() -> None:
 @click.option(
     "--max-bytes",
     type=click.IntRange(min=2),
-    default=Limits().max_bytes,
-    show_default=True,
-    help="Refuse messages larger than this.",
+    default=None,
+    help="Refuse messages larger than this (default: ingest.max_message_bytes, 1 MiB).",
 )
-def normalize_command(source: BinaryIO, format_name: str, as_json: bool, max_bytes: int) -> None:
+def normalize_command(
+    source: BinaryIO, format_name: str, as_json: bool, max_bytes: int | None
+) -> None:
     """Show the alert(s) soar makes of one message; exit 2 if it would be dead-lettered."""
-    data = source.read(max_bytes + 1)  # one byte over is enough to know it is too large
+    ingest = load_settings().ingest
+    limits = Limits(
+        max_bytes=max_bytes or ingest.max_message_bytes,
+        max_depth=ingest.max_depth,
+        max_batch=ingest.max_batch,
+    )
+    data = source.read(limits.max_bytes + 1)  # one byte over is enough to know it is too large
     forced = None if format_name == "auto" else AlertFormat(format_name)
     try:
-        alerts = normalize(data, format=forced, limits=Limits(max_bytes=max_bytes))
+        alerts = normalize(data, format=forced, limits=limits)
     except AlertRejected as exc:
         if as_json:
             error: dict[str, str | int | None] = {"code": exc.code.value, "message": exc.message}

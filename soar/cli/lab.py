@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 import soar
+from soar.config import load_settings
 from soar.connectors.registry import load_registry
 from soar.errors import AlertRejected, ExpressionError
 from soar.ingest.normalize import normalize
@@ -20,10 +21,11 @@ _BAD = click.style("FAIL", fg="red", bold=True)
 
 
 def default_playbooks_dir() -> Path:
-    """`./playbooks` when run from a checkout, else the one beside the installed package."""
-    here = Path("playbooks")
-    if here.is_dir():
-        return here
+    """The configured directory (`playbooks`, default `./playbooks`) when it exists, else the
+    one shipped beside the package in a checkout."""
+    configured = load_settings().playbooks
+    if configured.is_dir():
+        return configured
     return Path(soar.__file__).resolve().parent.parent / "playbooks"
 
 

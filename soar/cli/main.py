@@ -2,30 +2,51 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import click
 
 from soar import __version__
+from soar.cli.alert import alert
+from soar.cli.connectors import connectors
+from soar.cli.lab import lab
+from soar.cli.validate import validate
+from soar.config import CONFIG_ENV
+from soar.errors import ConfigError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="soar")
-def main() -> None:
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help=f"Settings file (TOML; default ${CONFIG_ENV}, else ./soar.toml when present).",
+)
+def cli(config: Path | None) -> None:
     """soar: security orchestration, automation and response."""
+    if config is not None:
+        os.environ[CONFIG_ENV] = str(config)
 
 
-def _register() -> None:
-    from soar.cli.connectors import connectors
-    from soar.cli.lab import lab
-    from soar.cli.validate import validate
-
-    main.add_command(validate)
-    main.add_command(connectors)
-    main.add_command(lab)
+cli.add_command(validate)
+cli.add_command(alert)
+cli.add_command(connectors)
+cli.add_command(lab)
 
 
-_register()
-
-
-from soar.cli.alert import alert  # noqa: E402 - registered after `main` exists
-
-main.add_command(alert)
+def main() -> None:
+    """The console script: settings problems are one line on stderr and exit status 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

@@ -461,6 +461,16 @@ def _functions() -> dict[str, Function]:
             },
         ),
         function(
+            t.on_call,
+            signature="on_call(schedule, t=now())",
+            example=(
+                'on_call({"people": ["ana", "bo"], "start": "2024-01-01T09:00:00Z", '
+                '"shift": "1d"}, "2024-01-02T10:00:00Z") == "bo"'
+            ),
+            uses_clock=True,
+            pure=False,
+        ),
+        function(
             t.in_timezone,
             signature="in_timezone(t, tz)",
             example='in_timezone(alert.time, "America/New_York")',

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -182,3 +182,57 @@ def format_time(t: object, fmt: object = None, tz: object = "UTC") -> str:
     if fmt is None:
         return _iso(local)
     return local.strftime(to_time_format(fmt))
+
+
+def on_call(clock: Clock, schedule: object, t: object = None) -> str:
+    """Who is on call at time `t` (default now) on a rotation `schedule`.
+
+    The schedule is a mapping: `people` (the rotation, in order), `start` (when the first
+    shift begins; local time when it has no offset), `shift` (default `1w`), `timezone`
+    (default UTC: shifts change on the local wall clock, so a Monday 09:00 hand-over stays at
+    09:00 across daylight saving) and `overrides`, a list of `{from, to, who}` that win over
+    the rotation.
+    """
+    if not isinstance(schedule, Mapping):
+        raise EvaluationError(f"an on-call schedule is a mapping, not {kind(schedule)}")
+    people = schedule.get("people")
+    if not isinstance(people, list) or not people or not all(isinstance(p, str) for p in people):
+        raise EvaluationError("an on-call schedule needs people: a non-empty list of names")
+    moment = to_utc(clock()) if t is None else timestamp(t)
+    for override in _overrides(schedule.get("overrides")):
+        begins, ends, who = override
+        if begins <= moment < ends:
+            return who
+    zone = to_zone(schedule.get("timezone", "UTC"))
+    shift = duration(schedule.get("shift", "1w"))
+    if "start" not in schedule:
+        raise EvaluationError("an on-call schedule needs start: when the first shift begins")
+    wall = moment.astimezone(zone).replace(tzinfo=None)
+    anchor_wall = _wall_clock(schedule["start"], zone)
+    index = (wall - anchor_wall) // shift
+    return str(people[index % len(people)])
+
+
+def _wall_clock(value: object, zone: ZoneInfo) -> datetime:
+    """A time on the zone's wall clock; text without an offset is already wall-clock time."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is None:
+            return parsed
+    return timestamp(value).astimezone(zone).replace(tzinfo=None)
+
+
+def _overrides(value: object) -> list[tuple[datetime, datetime, str]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise EvaluationError(f"on-call overrides are a list, not {kind(value)}")
+    found = []
+    for item in value:
+        if not isinstance(item, Mapping) or not isinstance(item.get("who"), str):
+            raise EvaluationError("an on-call override is a mapping with from, to and who")
+        found.append((timestamp(item.get("from")), timestamp(item.get("to")), str(item["who"])))
+    return found

@@ -254,3 +254,34 @@ def test_regex_input_is_capped() -> None:
 def test_functions_refuse_oversized_results(source: str, data: dict[str, object]) -> None:
     with pytest.raises(EvaluationError):
         compile_expression(source, roots={"inputs"}).evaluate({"inputs": data})
+
+
+ROTA = {
+    "people": ["ana", "bo", "cy"],
+    "start": "2026-03-23T09:00:00",
+    "shift": "1w",
+    "timezone": "Europe/Paris",
+    "overrides": [{"from": "2026-04-15T00:00:00Z", "to": "2026-04-16T00:00:00Z", "who": "dee"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("moment", "who"),
+    [
+        pytest.param("2026-03-23T08:00:00Z", "ana", id="first-shift"),
+        pytest.param("2026-03-30T06:59:00Z", "ana", id="before-handover-after-dst"),
+        pytest.param("2026-03-30T07:00:00Z", "bo", id="handover-at-09-local-after-dst"),
+        pytest.param("2026-04-13T07:00:00Z", "ana", id="rotation-wraps"),
+        pytest.param("2026-04-15T12:00:00Z", "dee", id="override-wins"),
+        pytest.param("2026-03-16T08:00:00Z", "cy", id="before-start-counts-back"),
+    ],
+)
+def test_on_call_follows_the_rotation_on_the_local_clock(moment: str, who: str) -> None:
+    expression = compile_expression(f'on_call(directory.rota, "{moment}")')
+    assert expression.evaluate({"directory": {"rota": ROTA}}) == who
+
+
+def test_on_call_refuses_a_schedule_without_people() -> None:
+    expression = compile_expression("on_call(directory.rota)")
+    with pytest.raises(EvaluationError, match="needs people"):
+        expression.evaluate({"directory": {"rota": {"people": [], "start": "2026-01-01"}}})

@@ -1,0 +1,87 @@
+"""Settings, loaded once from a TOML file and `SOAR_*` environment variables (which win)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from soar.errors import ConfigError
+from soar.models import AlertFormat
+
+CONFIG_ENV = "SOAR_CONFIG"
+DEFAULT_CONFIG = Path("soar.toml")
+
+
+class IngestSettings(BaseModel):
+    """Bounds on inbound messages and how each input's messages are read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_message_bytes: int = Field(default=1_048_576, ge=2)
+    max_depth: int = Field(default=64, ge=2, le=512)
+    max_batch: int = Field(default=1000, ge=1)
+    formats: dict[str, AlertFormat] = Field(
+        default_factory=dict,
+        description="input (Kafka topic, HTTP source) -> format; unlisted inputs are detected",
+    )
+
+
+class Settings(BaseSettings):
+    """Everything soar is configured with. Nested keys in the environment use `__`:
+    `SOAR_INGEST__MAX_MESSAGE_BYTES=2097152`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SOAR_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    playbooks: Path = Path("playbooks")
+    ingest: IngestSettings = IngestSettings()
+    directory: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description="what playbooks read as `directory`: executives, on-call schedules, ...",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_path()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def _config_path() -> Path | None:
+    named = os.environ.get(CONFIG_ENV)
+    if named:
+        return Path(named)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def load_settings() -> Settings:
+    """Read `$SOAR_CONFIG` (or `./soar.toml` when present) and the environment.
+
+    Raises:
+        ConfigError: the file is missing, not TOML, or holds a value that does not fit.
+    """
+    path = _config_path()
+    if path is not None and not path.is_file():
+        raise ConfigError(f"{CONFIG_ENV} names {path}, which is not a file")
+    try:
+        return Settings()
+    except ValueError as exc:  # pydantic's ValidationError and TOML decode errors
+        raise ConfigError(f"bad settings{f' in {path}' if path else ''}: {exc}") from exc
