@@ -13,6 +13,8 @@ from soar.errors import Diagnostic
 Path = tuple[str | int, ...]
 MAX_SOURCE_BYTES = 1_048_576
 _MAX_DEPTH = 64
+_MAX_FLOW_BRACKETS = 200  # far past any real playbook, well before the parser's recursion limit
+_MAX_NODES = 50_000  # aliases can repeat a subtree exponentially ("billion laughs")
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
 
@@ -96,8 +98,16 @@ class _Builder:
         self.source = source
         self.yaml = yaml
         self.problems: list[Diagnostic] = []
+        self.budget = _MAX_NODES
 
     def build(self, node: Node, path: Path, depth: int = 0) -> object:
+        self.budget -= 1
+        if self.budget < 0:
+            if self.budget == -1:
+                self._problem(
+                    node, f"more than {_MAX_NODES} values (are aliases repeating a tree?)"
+                )
+            return None
         self.source.values[path] = node
         if depth > _MAX_DEPTH:
             self._problem(node, f"nested deeper than {_MAX_DEPTH} levels")
@@ -140,10 +150,27 @@ class _Builder:
         self.problems.append(Diagnostic(self.source.file, pos.line, pos.col, message, "yaml"))
 
 
+def _bracket_depth(text: str) -> int:
+    """The deepest run of unclosed `[`/`{` (quotes not considered): a cheap guard that spares
+    the recursive YAML parser pathological input such as ten thousand `[`."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
 def read_source(text: str, *, file: str) -> tuple[Source | None, list[Diagnostic]]:
     """Parse one YAML document; return it with positions, or the problems that stopped it."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
         return None, [Diagnostic(file, 1, 1, "file is larger than 1 MiB", "yaml")]
+    if _bracket_depth(text) > _MAX_FLOW_BRACKETS:
+        return None, [
+            Diagnostic(file, 1, 1, f"yaml: nested deeper than {_MAX_DEPTH} levels", "yaml")
+        ]
     yaml = YAML(typ="safe", pure=True)
     try:
         documents = list(yaml.compose_all(text))
@@ -152,8 +179,12 @@ def read_source(text: str, *, file: str) -> tuple[Source | None, list[Diagnostic
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
         return None, [Diagnostic(file, line, col, f"yaml: {problem}", "yaml")]
-    except (YAMLError, RecursionError) as exc:
-        return None, [Diagnostic(file, 1, 1, f"yaml: {type(exc).__name__}", "yaml")]
+    except RecursionError:
+        return None, [
+            Diagnostic(file, 1, 1, f"yaml: nested deeper than {_MAX_DEPTH} levels", "yaml")
+        ]
+    except YAMLError as exc:
+        return None, [Diagnostic(file, 1, 1, f"yaml: {exc}", "yaml")]
     documents = [d for d in documents if d is not None]
     if len(documents) != 1:
         what = "is empty" if not documents else "holds more than one document"

@@ -405,3 +405,21 @@ def test_a_clean_playbook_keeps_its_compiled_expressions_and_digest(registry: Re
     assert len(result.loaded.digest) == 71
     template = result.loaded.templates[("steps", 0, "with", "message")]
     assert template.evaluate({"alert": {"title": "{{ 7*7 }}"}}) == "{{ 7*7 }}"
+
+
+def test_alias_expansion_is_bounded(registry: Registry) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    found = problems("\n".join(lines) + "\n", registry)
+    assert any("more than 50000 values" in f for f in found), found
+
+
+def test_nesting_deeper_than_the_limit_is_reported(registry: Registry) -> None:
+    found = problems("a: " + "[" * 80 + "]" * 80 + "\n", registry)
+    assert any("nested deeper than 64 levels" in f for f in found), found
+
+
+def test_nesting_that_exhausts_the_yaml_parser_is_a_diagnostic(registry: Registry) -> None:
+    assert problems("a: " + "[" * 5000 + "\n", registry) == [
+        "1:1: yaml: nested deeper than 64 levels"
+    ]
