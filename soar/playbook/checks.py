@@ -63,7 +63,6 @@ class Checker:
         self.diagnostics: list[Diagnostic] = []
         self.expressions: dict[Path, Expression] = {}
         self.templates: dict[Path, Template] = {}
-        self._before: dict[str, set[str]] = {}
 
     def run(self) -> None:
         self._check_trigger()
@@ -188,7 +187,9 @@ class Checker:
                 )
         self._templates_in((*path, "with"), step.with_, place)
         if step.action is not None:
-            self._check_action(path, step.action, step.with_, has_with="with" in self._keys(path))
+            self._check_action(
+                path, step.action, step.with_, has_with=(*path, "with") in self.source.keys
+            )
         if step.playbook is not None:
             self._check_subplaybook(path, step.playbook, step.with_)
         if step.compensate is not None:
@@ -199,7 +200,7 @@ class Checker:
                 comp_path,
                 step.compensate.action,
                 step.compensate.with_,
-                has_with="with" in self._keys(comp_path),
+                has_with=(*comp_path, "with") in self.source.keys,
             )
         if step.approval is not None:
             approval = step.approval
@@ -213,9 +214,6 @@ class Checker:
             self._check_case(node, c, len(step.branch or []), place)
         if step.needs is not None:
             self._check_needs(node)
-
-    def _keys(self, path: Path) -> set[str]:
-        return {k[-1] for k in self.source.keys if k[:-1] == path and isinstance(k[-1], str)}
 
     def _check_applicability(self, node: StepNode) -> None:
         step, path = node.step, node.path
@@ -438,7 +436,7 @@ class Checker:
             names = [k for k, n in self.graph.nodes.items() if n.named]
             return f"unknown step {target_key!r} in {text}" + suggest(target_key, names)
         if place.node is not None and not place.all_steps:
-            visible = self._before_of(place.node)
+            visible = self.graph.before(place.node)
             if target_key not in visible and not (place.self_visible and target is place.node):
                 return (
                     f"step {target_key!r} does not run before this step, so {text} is not known yet"
@@ -473,11 +471,6 @@ class Checker:
             if getattr(step, kind) is not None:
                 return find_problem(schema, parts, f"{kind} output")
         return None
-
-    def _before_of(self, node: StepNode) -> set[str]:
-        if node.key not in self._before:
-            self._before[node.key] = self.graph.before(node)
-        return self._before[node.key]
 
     # -- graph -----------------------------------------------------------------------------
 

@@ -48,35 +48,65 @@ class StepGraph:
     nodes: dict[str, StepNode] = field(default_factory=dict)
     lists: dict[Path, list[str]] = field(default_factory=dict)
     duplicates: list[tuple[Path, str]] = field(default_factory=list)
+    _children: dict[str, list[StepNode]] = field(default_factory=dict)
+    _before: dict[str, frozenset[str]] = field(default_factory=dict)
+    _descendants: dict[str, frozenset[str]] = field(default_factory=dict)
 
-    def before(self, node: StepNode) -> set[str]:
+    def before(self, node: StepNode) -> frozenset[str]:
         """Keys of the steps that have finished (or were skipped) whenever `node` starts."""
-        result: set[str] = set()
-        self._collect_before(node, result)
-        return result
+        for pending in self._uncomputed(node):
+            self._before[pending.key] = self._compute_before(pending)
+        return self._before[node.key]
 
-    def _collect_before(self, node: StepNode, result: set[str]) -> None:
-        stack = list(node.deps)
+    def _prerequisites(self, node: StepNode) -> list[StepNode]:
+        found = [self.nodes[key] for key in node.deps if key in self.nodes]
+        return found + ([node.container] if node.container is not None else [])
+
+    def _uncomputed(self, node: StepNode) -> list[StepNode]:
+        """Nodes whose `before` is still unknown, prerequisites first (iterative: long chains
+        of steps must not exhaust Python's recursion limit)."""
+        order: list[StepNode] = []
+        seen: set[str] = set()
+        stack: list[tuple[StepNode, bool]] = [(node, False)]
         while stack:
-            key = stack.pop()
-            if key in result or key not in self.nodes:
+            current, expanded = stack.pop()
+            if expanded:
+                order.append(current)
                 continue
-            result.add(key)
-            dep = self.nodes[key]
-            stack.extend(dep.deps)
-            result.update(self.descendants(dep))
+            if current.key in seen or current.key in self._before:
+                continue
+            seen.add(current.key)  # a `needs` cycle stops here; cycles are reported apart
+            stack.append((current, True))
+            stack.extend((p, False) for p in self._prerequisites(current))
+        return order
+
+    def _compute_before(self, node: StepNode) -> frozenset[str]:
+        result: set[str] = set()
+        for key in node.deps:
+            dep = self.nodes.get(key)
+            if dep is not None:
+                result.add(key)
+                result |= self._before.get(key, frozenset())
+                result |= self.descendants(dep)
         if node.container is not None:
             if node.list_path[-1] == "on_error":
                 result.add(node.container.key)  # a fallback sees the step that failed
-            self._collect_before(node.container, result)
+            result |= self._before.get(node.container.key, frozenset())
+        return frozenset(result)
 
-    def descendants(self, node: StepNode) -> set[str]:
+    def descendants(self, node: StepNode) -> frozenset[str]:
         """Keys of the steps nested inside `node` (branch cases, parallel members)."""
-        return {
-            key
-            for key, other in self.nodes.items()
-            if other.region is node.region and _inside(other, node)
-        }
+        known = self._descendants.get(node.key)
+        if known is not None:
+            return known
+        result: set[str] = set()
+        for child in self._children.get(node.key, []):
+            if child.region is node.region:
+                result.add(child.key)
+                result |= self.descendants(child)
+        frozen = frozenset(result)
+        self._descendants[node.key] = frozen
+        return frozen
 
     def cycles(self) -> list[list[str]]:
         """Every `needs` cycle, each as the keys along it, first key repeated at the end."""
@@ -90,15 +120,6 @@ class StepGraph:
                     seen.add(frozenset(cycle))
                     found.append([*cycle, cycle[0]])
         return found
-
-
-def _inside(node: StepNode, container: StepNode) -> bool:
-    probe = node.container
-    while probe is not None:
-        if probe is container:
-            return True
-        probe = probe.container
-    return False
 
 
 def _find_cycle(start: str, nodes: dict[str, StepNode], members: set[str]) -> list[str] | None:
@@ -166,6 +187,8 @@ def _add_list(
         elif sequential and keys:
             node.deps = [keys[-1]]
         graph.nodes[key] = node
+        if container is not None:
+            graph._children.setdefault(container.key, []).append(node)
         keys.append(key)
         _add_children(graph, node, region)
     graph.lists[list_path] = keys

@@ -423,3 +423,27 @@ def test_nesting_that_exhausts_the_yaml_parser_is_a_diagnostic(registry: Registr
     assert problems("a: " + "[" * 5000 + "\n", registry) == [
         "1:1: yaml: nested deeper than 64 levels"
     ]
+
+
+def _chain(main_steps: int) -> str:
+    main = [
+        f"  - id: s{i}\n    action: core.log\n    with: {{message: x}}\n" for i in range(main_steps)
+    ]
+    inner = [
+        f"          - id: b{i}\n            action: core.log\n"
+        f'            with: {{message: "{{{{ steps.s0.status }}}}"}}\n'
+        for i in range(450)
+    ]
+    branch = "  - id: route\n    branch:\n      - when: true\n        steps:\n" + "".join(inner)
+    last = '  - id: last\n    action: core.log\n    with: {message: "{{ steps.b449.status }}"}\n'
+    return HEAD + "".join(main) + branch + last
+
+
+def test_long_chains_of_steps_are_checked_without_deep_recursion(registry: Registry) -> None:
+    assert problems(_chain(498), registry) == []  # 500 main steps, 950 steps in all
+
+
+def test_a_main_flow_over_500_steps_is_refused(registry: Registry) -> None:
+    assert problems(_chain(499), registry) == [
+        "6:3: steps: List should have at most 500 items after validation, not 501"
+    ]
