@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from soar.connectors.catalog import load_catalog
 from soar.connectors.registry import load_registry
 from soar.playbook.catalog import find_playbook_files, validate_files
 
@@ -20,13 +21,23 @@ from soar.playbook.catalog import find_playbook_files, validate_files
     default="text",
     help="text for people, json for editors and CI.",
 )
-def validate(paths: tuple[Path, ...], output_format: str) -> None:
+@click.option(
+    "--catalog",
+    "catalogs",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Also know the actions in this file (the output of `soar connectors --json` on a "
+    "machine that has the connectors). Repeatable.",
+)
+def validate(paths: tuple[Path, ...], output_format: str, catalogs: tuple[Path, ...]) -> None:
     """Check playbooks: YAML, schema, actions and inputs, references, cycles, durations.
 
     PATHS are playbook files, or directories searched for playbook.yaml and *.playbook.yaml.
-    Exit status: 0 when clean, 1 when there is any problem.
+    Exit status: 0 when clean, 1 when there is any problem, 2 for a bad catalog.
     """
     registry = load_registry()
+    for catalog in catalogs:
+        registry.add_catalog(load_catalog(catalog))
     files, problems = find_playbook_files(paths)
     results = validate_files(files, registry=registry)
     total = len(problems) + sum(len(r.diagnostics) for r in results)

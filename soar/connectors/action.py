@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any, TypeVar, get_type_hints
+from functools import cache
+from typing import Any, Protocol, TypeVar, get_type_hints
 
-from pydantic import BaseModel
+from pydantic import BaseModel, JsonValue, ValidationError
 
 from soar.connectors.context import ActionContext
 
@@ -35,6 +36,29 @@ class TargetKind(StrEnum):
 
 DEFAULT_TIMEOUT = timedelta(seconds=60)
 
+InputProblem = tuple[tuple[str | int, ...], str]
+
+
+class ActionSignature(Protocol):
+    """What the validator needs of an action: installed (`ActionSpec`) or from a catalog."""
+
+    @property
+    def qualified_name(self) -> str: ...
+
+    @property
+    def output_schema(self) -> Mapping[str, object]: ...
+
+    def input_names(self) -> list[str]: ...
+
+    def required_inputs(self) -> list[str]: ...
+
+    def input_problems(self, constants: Mapping[str, JsonValue]) -> list[InputProblem]: ...
+
+
+@cache
+def _schema_of(model: type[BaseModel]) -> Mapping[str, object]:
+    return model.model_json_schema()
+
 
 @dataclass(frozen=True, slots=True)
 class ActionSpec:
@@ -58,6 +82,30 @@ class ActionSpec:
     def qualified_name(self) -> str:
         """`connector.action`, as playbooks write it."""
         return f"{self.connector}.{self.name}"
+
+    @property
+    def output_schema(self) -> Mapping[str, object]:
+        """The output model's JSON Schema (computed once per model)."""
+        return _schema_of(self.output_model)
+
+    def input_names(self) -> list[str]:
+        return [info.alias or name for name, info in self.input_model.model_fields.items()]
+
+    def required_inputs(self) -> list[str]:
+        fields = self.input_model.model_fields
+        return [info.alias or name for name, info in fields.items() if info.is_required()]
+
+    def input_problems(self, constants: Mapping[str, JsonValue]) -> list[InputProblem]:
+        """Why these constant inputs do not fit the input model (missing ones are not asked)."""
+        try:
+            self.input_model.model_validate(constants)
+        except ValidationError as exc:
+            return [
+                (tuple(error["loc"]), str(error["msg"]).removeprefix("Value error, "))
+                for error in exc.errors()
+                if error["type"] != "missing" and error["loc"] and error["loc"][0] in constants
+            ]
+        return []
 
     def describe(self) -> dict[str, object]:
         """A JSON-ready description for `soar connectors --json` and the API."""

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
-from soar.connectors.action import ActionSpec, Connector
+from soar.connectors.action import ActionSignature, ActionSpec, Connector
+from soar.connectors.catalog import CatalogAction
 from soar.errors import ConnectorError
 
 ENTRY_POINT_GROUP = "soar.connectors"
@@ -20,6 +21,7 @@ class Registry:
 
     connectors: dict[str, Connector] = field(default_factory=dict)
     broken: dict[str, str] = field(default_factory=dict)
+    catalog: dict[str, CatalogAction] = field(default_factory=dict)
 
     @classmethod
     def of(cls, connectors: Iterable[Connector]) -> Registry:
@@ -43,9 +45,22 @@ class Registry:
             return None
         return connector.actions.get(action_name)
 
+    def add_catalog(self, actions: Iterable[CatalogAction]) -> None:
+        """Know these actions by signature only (for validation); installed ones take precedence."""
+        for action in actions:
+            self.catalog.setdefault(action.qualified_name, action)
+
+    def signature(self, qualified_name: str) -> ActionSignature | None:
+        """The action's signature, from installed code first, else from a loaded catalog."""
+        return self.action(qualified_name) or self.catalog.get(qualified_name)
+
+    def connector_names(self) -> list[str]:
+        """Installed connectors and those a catalog describes."""
+        return sorted(set(self.connectors) | {a.connector for a in self.catalog.values()})
+
     def action_names(self) -> list[str]:
         """Every `connector.action` name, sorted, for listings and did-you-mean hints."""
-        return sorted(spec.qualified_name for spec in self.actions())
+        return sorted({spec.qualified_name for spec in self.actions()} | set(self.catalog))
 
     def actions(self) -> list[ActionSpec]:
         return [spec for c in self.connectors.values() for spec in c.actions.values()]

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from pydantic import JsonValue, ValidationError
+from pydantic import JsonValue
 
-from soar.connectors.action import ActionSpec
+from soar.connectors.action import ActionSignature
 from soar.connectors.registry import Registry
 from soar.errors import Diagnostic, ExpressionError
 from soar.models import Alert
@@ -316,51 +316,42 @@ class Checker:
     def _check_action(
         self, path: Path, name: str, inputs: Mapping[str, JsonValue], *, has_with: bool
     ) -> None:
-        spec = self.registry.action(name)
-        if spec is None:
+        signature = self.registry.signature(name)
+        if signature is None:
             connector = name.partition(".")[0]
-            if connector not in self.registry.connectors:
-                installed = ", ".join(sorted(self.registry.connectors)) or "none"
+            known = self.registry.connector_names()
+            if connector not in known:
                 message = (
                     f"unknown action {name!r}: no connector {connector!r} is installed "
-                    f"(installed: {installed})"
+                    f"(installed: {', '.join(known) or 'none'}; or pass --catalog)"
                 )
             else:
                 message = f"unknown action {name!r}" + suggest(name, self.registry.action_names())
             self._at((*path, "action"), message)
             return
-        self._check_inputs(path, spec, inputs, has_with=has_with)
+        self._check_inputs(path, signature, inputs, has_with=has_with)
 
     def _check_inputs(
-        self, path: Path, spec: ActionSpec, inputs: Mapping[str, JsonValue], *, has_with: bool
+        self,
+        path: Path,
+        signature: ActionSignature,
+        inputs: Mapping[str, JsonValue],
+        *,
+        has_with: bool,
     ) -> None:
-        fields = spec.input_model.model_fields
-        known = {info.alias or key for key, info in fields.items()}
+        name = signature.qualified_name
+        known = signature.input_names()
         for key in inputs:
             if key not in known:
-                self._at(
-                    (*path, "with", key),
-                    f"{spec.qualified_name} has no input {key!r}" + suggest(key, sorted(known)),
-                    key=True,
-                )
-        for key, info in fields.items():
-            name = info.alias or key
-            if info.is_required() and name not in inputs:
+                hint = suggest(key, sorted(known))
+                self._at((*path, "with", key), f"{name} has no input {key!r}{hint}", key=True)
+        for required in signature.required_inputs():
+            if required not in inputs:
                 where = (*path, "with") if has_with else (*path, "action")
-                self._at(where, f"{spec.qualified_name}: missing required input {name!r}", key=True)
+                self._at(where, f"{name}: missing required input {required!r}", key=True)
         constants = {k: v for k, v in inputs.items() if k in known and not _has_template(v)}
-        try:
-            spec.input_model.model_validate(constants)
-        except ValidationError as exc:
-            for error in exc.errors():
-                loc = error["loc"]
-                if error["type"] == "missing" or not loc or loc[0] not in constants:
-                    continue
-                message = str(error["msg"]).removeprefix("Value error, ")
-                self._at(
-                    (*path, "with", *loc),
-                    f"{spec.qualified_name}: input {render_path(list(loc))!r}: {message}",
-                )
+        for loc, message in signature.input_problems(constants):
+            self._at((*path, "with", *loc), f"{name}: input {render_path(list(loc))!r}: {message}")
 
     def _check_subplaybook(self, path: Path, target: str, inputs: Mapping[str, JsonValue]) -> None:
         if self.known is None:
@@ -462,11 +453,10 @@ class Checker:
                 )
             parts = parts[1:]
         if step.action is not None:
-            spec = self.registry.action(step.action)
-            if spec is None:
+            signature = self.registry.signature(step.action)
+            if signature is None:
                 return None
-            schema = spec.output_model.model_json_schema()
-            return find_problem(schema, parts, f"{spec.qualified_name} output")
+            return find_problem(signature.output_schema, parts, f"{step.action} output")
         for kind, schema in _OUTCOME_SCHEMAS.items():
             if getattr(step, kind) is not None:
                 return find_problem(schema, parts, f"{kind} output")
