@@ -16,6 +16,7 @@ from pydantic import JsonValue, ValidationError
 from soar.errors import AlertRejected, RejectionCode
 from soar.ingest.limits import Limits
 from soar.ingest.mappings import MAPPINGS, detect_format
+from soar.ingest.mappings.document import json_kind
 from soar.models.alert import Alert, AlertFormat
 
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -56,7 +57,7 @@ def normalize(
         return [_map(item, format, index) for index, item in enumerate(value)]
     raise AlertRejected(
         RejectionCode.NOT_AN_OBJECT,
-        f"the message is a JSON {_json_kind(value)}, not an object or an array of objects",
+        f"the message is a JSON {json_kind(value)}, not an object or an array of objects",
     )
 
 
@@ -152,7 +153,7 @@ def _map(item: JsonValue, format: AlertFormat | None, index: int | None) -> Aler
     if not isinstance(item, dict):
         raise AlertRejected(
             RejectionCode.NOT_AN_OBJECT,
-            f"{where}a JSON {_json_kind(item)} is not an alert object",
+            f"{where}a JSON {json_kind(item)} is not an alert object",
             index=index,
         )
     try:
@@ -168,17 +169,3 @@ def _map(item: JsonValue, format: AlertFormat | None, index: int | None) -> Aler
             field=field,
             index=index,
         ) from None
-
-
-def _json_kind(value: JsonValue) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "number"

@@ -101,7 +101,7 @@ class Document:
         if isinstance(value, str):
             return value if value.strip() else None
         if strict:
-            raise invalid(self.path(field), f"expected a string, got {_kind(value)}")
+            raise invalid(self.path(field), f"expected a string, got {_article(json_kind(value))}")
         return None
 
     def first_text(self, *fields: str, strict: bool = False) -> tuple[str, str] | None:
@@ -136,13 +136,22 @@ class Document:
         return None
 
 
-def _kind(value: object) -> str:
+def json_kind(value: object) -> str:
+    """The JSON type of `value` for messages: `boolean`, `null`, `string`, `array`, ..."""
     if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
+        return "boolean"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "string"
     if isinstance(value, list):
-        return "an array"
+        return "array"
     if isinstance(value, dict):
-        return "an object"
+        return "object"
+    if isinstance(value, int | float):
+        return "number"
     return type(value).__name__
+
+
+def _article(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun

@@ -47,18 +47,7 @@ class Expression:
             EvaluationError: the data does not fit (a missing key, a type mismatch...), with the
                 position of the failing part; the message never contains data values.
         """
-        try:
-            return self._run(Scope(variables, clock))
-        except RecursionError:
-            raise EvaluationError(
-                "data too deeply nested", offset=self._offset, length=self._length
-            ) from None
-        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-            raise EvaluationError(
-                f"evaluation failed ({type(exc).__name__})",
-                offset=self._offset,
-                length=self._length,
-            ) from None
+        return self.run_in(Scope(variables, clock))
 
     def run_in(self, scope: Scope) -> object:
         """Evaluate within an existing scope (templates share one `now` across their parts)."""
