@@ -1,0 +1,118 @@
+"""The `Store` protocol: every backend (SQLite, PostgreSQL, memory) keeps runs the same way.
+
+Writes go through one method, `apply`, which takes a `Change` and returns only once the change
+is durable. A change is all-or-nothing. Backends may commit many changes together (group
+commit), but never acknowledge one before its commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from soar.models.run import (
+    AttachedAlert,
+    DedupEntry,
+    Run,
+    RunStatus,
+    StepState,
+    Timer,
+    Transition,
+)
+
+
+@dataclass(slots=True)
+class Change:
+    """What one engine decision writes: upserts of the run and steps, appended transitions,
+    timers set and cancelled, dedup entries, attached alerts, cron marks."""
+
+    runs: list[Run] = field(default_factory=list)
+    steps: list[StepState] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+    timers: list[Timer] = field(default_factory=list)
+    cancel_timers: list[str] = field(default_factory=list)
+    dedup: list[DedupEntry] = field(default_factory=list)
+    alerts: list[AttachedAlert] = field(default_factory=list)
+    cron_marks: dict[str, datetime] = field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        return not (
+            self.runs
+            or self.steps
+            or self.transitions
+            or self.timers
+            or self.cancel_timers
+            or self.dedup
+            or self.alerts
+            or self.cron_marks
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunSnapshot:
+    """Everything needed to continue a run: the run, its steps, its attached alerts, its timers."""
+
+    run: Run
+    steps: dict[str, StepState]
+    alerts: list[AttachedAlert]
+    timers: list[Timer]
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs `list_runs` returns, newest first."""
+
+    playbook_id: str | None = None
+    statuses: tuple[RunStatus, ...] = ()
+    since: datetime | None = None
+    limit: int = 100
+
+
+class Store(Protocol):
+    """Durable state of runs. Implementations: `SqliteStore`, `MemoryStore` (tests, benchmarks)."""
+
+    async def apply(self, change: Change) -> None:
+        """Write `change` atomically; return once it is durable.
+
+        Raises:
+            StoreError: the write failed; nothing of `change` was written.
+        """
+        ...
+
+    async def load_run(self, run_id: str) -> RunSnapshot | None:
+        """The run with its steps, attached alerts and pending timers, or None."""
+        ...
+
+    async def list_runs(self, run_filter: RunFilter) -> list[Run]:
+        """Runs matching the filter, newest first."""
+        ...
+
+    async def unfinished_runs(self) -> list[str]:
+        """Ids of the runs not in a terminal state, oldest first (resumed at start-up)."""
+        ...
+
+    async def transitions(self, run_id: str) -> list[Transition]:
+        """The run's timeline in order."""
+        ...
+
+    async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
+        """Pending timers due at or before `now`, earliest first."""
+        ...
+
+    async def next_timer_due(self) -> datetime | None:
+        """When the earliest pending timer is due, or None when there is none."""
+        ...
+
+    async def find_dedup(self, playbook_id: str, key: str, now: datetime) -> str | None:
+        """The run that alerts with this key join, while its window is open."""
+        ...
+
+    async def cron_marks(self) -> dict[str, datetime]:
+        """Per playbook, the last cron fire time that was started."""
+        ...
+
+    async def close(self) -> None:
+        """Finish pending writes and release the backend."""
+        ...
