@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import types
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from functools import cache
-from typing import Any, Protocol, TypeVar, get_type_hints
+from typing import Any, Protocol, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, JsonValue, ValidationError
 
@@ -19,6 +21,11 @@ _ACTION_NAME = r"^[a-z][a-z0-9_]*$"
 In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out", bound=BaseModel)
 ActionFn = Callable[[ActionContext, In], Awaitable[Out]]
+VerifyFn = Callable[[ActionContext, In], Awaitable[Out | None]]
+
+# What a spec stores: the parameter is the spec's `input_model`, checked when it is declared.
+ActionCall = Callable[[ActionContext, Any], Awaitable[BaseModel]]
+VerifyCall = Callable[[ActionContext, Any], Awaitable[BaseModel | None]]
 
 
 class TargetKind(StrEnum):
@@ -62,11 +69,16 @@ def _schema_of(model: type[BaseModel]) -> Mapping[str, object]:
 
 @dataclass(frozen=True, slots=True)
 class ActionSpec:
-    """Everything the engine and the validator know about one action."""
+    """Everything the engine and the validator know about one action.
+
+    `verify`, when set, is a read-only probe the engine calls before re-issuing an attempt whose
+    outcome is unknown after a crash: it returns the output when the effect is already in place
+    (the step then succeeds with it) and None when it is not (the attempt is re-issued).
+    """
 
     connector: str
     name: str
-    fn: Callable[[ActionContext, Any], Awaitable[BaseModel]]
+    fn: ActionCall
     input_model: type[BaseModel]
     output_model: type[BaseModel]
     doc: str
@@ -77,6 +89,7 @@ class ActionSpec:
     target: TargetKind = TargetKind.NONE
     target_field: str | None = None
     cache_ttl: timedelta | None = None
+    verify: VerifyCall | None = None
 
     @property
     def qualified_name(self) -> str:
@@ -119,6 +132,7 @@ class ActionSpec:
             "target": self.target.value,
             "target_field": self.target_field,
             "cache_ttl_seconds": self.cache_ttl.total_seconds() if self.cache_ttl else None,
+            "verify": self.verify is not None,
             "input_schema": self.input_model.model_json_schema(),
             "output_schema": self.output_model.model_json_schema(),
         }
@@ -149,24 +163,20 @@ class Connector:
         The input and output models are read from the annotations, so they are declared once.
 
         Raises:
-            TypeError: the function is not async or its annotations are not pydantic models.
+            TypeError: the function is not async, its annotations are not pydantic models,
+                `target_field` is not an input, or the name is already declared.
         """
 
         def register(fn: ActionFn[In, Out]) -> ActionFn[In, Out]:
             action_name = name or fn.__name__
-            if not inspect.iscoroutinefunction(fn):
-                raise TypeError(f"action {self.name}.{action_name} must be an async function")
-            hints = get_type_hints(fn)
-            params = list(inspect.signature(fn).parameters)
-            if len(params) != 2:
-                raise TypeError(f"action {self.name}.{action_name} must take (ctx, params)")
-            input_model = _model(hints.get(params[1]), f"{self.name}.{action_name} input")
-            output_model = _model(hints.get("return"), f"{self.name}.{action_name} output")
+            label = f"action {self.name}.{action_name}"
+            if action_name in self.actions:
+                raise TypeError(f"{label} is declared twice")
+            input_hint, output_hint = _signature(fn, label)
+            input_model = _model(input_hint, f"{label} input")
+            output_model = _model(output_hint, f"{label} output")
             if target_field is not None and target_field not in input_model.model_fields:
-                raise TypeError(
-                    f"action {self.name}.{action_name}: target_field {target_field!r} "
-                    "is not an input"
-                )
+                raise TypeError(f"{label}: target_field {target_field!r} is not an input")
             self.actions[action_name] = ActionSpec(
                 connector=self.name,
                 name=action_name,
@@ -186,8 +196,53 @@ class Connector:
 
         return register
 
+    def verify(self, action: str) -> Callable[[VerifyFn[In, Out]], VerifyFn[In, Out]]:
+        """Declare an async `(ctx, params) -> output | None` probe for a declared action.
+
+        The engine calls it before re-issuing an attempt whose outcome is unknown after a crash.
+        It must only read: return the action's output when the effect is already in place, None
+        when it is not. It takes the action's input model and returns its output model or None.
+
+        Raises:
+            TypeError: the action is not declared (declare it first), already has a probe, or
+                the probe's annotations do not match the action's models.
+        """
+
+        def register(fn: VerifyFn[In, Out]) -> VerifyFn[In, Out]:
+            label = f"verify probe of {self.name}.{action}"
+            spec = self.actions.get(action)
+            if spec is None:
+                raise TypeError(f"{label}: no action {action!r} is declared (declare it first)")
+            if spec.verify is not None:
+                raise TypeError(f"{label} is declared twice")
+            input_hint, output_hint = _signature(fn, label)
+            if input_hint is not spec.input_model:
+                raise TypeError(f"{label} must take {spec.input_model.__name__} like the action")
+            if not _is_optional_of(output_hint, spec.output_model):
+                raise TypeError(f"{label} must return {spec.output_model.__name__} | None")
+            self.actions[action] = dataclasses.replace(spec, verify=fn)
+            return fn
+
+        return register
+
+
+def _signature(fn: Callable[..., object], label: str) -> tuple[object, object]:
+    """The (params, return) annotations of an async `(ctx, params)` function."""
+    if not inspect.iscoroutinefunction(fn):
+        raise TypeError(f"{label} must be an async function")
+    params = list(inspect.signature(fn).parameters)
+    if len(params) != 2:
+        raise TypeError(f"{label} must take (ctx, params)")
+    hints = get_type_hints(fn)
+    return hints.get(params[1]), hints.get("return")
+
+
+def _is_optional_of(hint: object, model: type[BaseModel]) -> bool:
+    is_union = get_origin(hint) in (Union, types.UnionType)
+    return is_union and set(get_args(hint)) == {model, type(None)}
+
 
 def _model(hint: object, label: str) -> type[BaseModel]:
     if isinstance(hint, type) and issubclass(hint, BaseModel):
         return hint
-    raise TypeError(f"action {label} must be annotated with a pydantic model")
+    raise TypeError(f"{label} must be annotated with a pydantic model")
