@@ -33,6 +33,7 @@ def model_from_schema(name: str, schema: Mapping[str, object]) -> type[BaseModel
     builder = _Builder(defs if isinstance(defs, Mapping) else {})
     ref = schema.get("$ref")
     if isinstance(ref, str):  # pydantic writes a self-referencing model as a `$ref` to `$defs`
+        builder.expanding.add(ref.rsplit("/", 1)[-1])
         target = builder.defs.get(ref.rsplit("/", 1)[-1])
         schema = target if isinstance(target, Mapping) else {}
     model = builder.object_model(name, schema, depth=0)

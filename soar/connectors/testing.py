@@ -56,7 +56,8 @@ class RecordedResponse(BaseModel):
         return all(k in inputs and _same_json(v, inputs[k]) for k, v in self.when.items())
 
 
-# What a script may hold: a recorded response, an output model instance, or an ActionFailed.
+# What a script may hold: a recorded response (answers as its `times` says), or an output model
+# instance or an ActionFailed (each answers one call).
 Answer = RecordedResponse | BaseModel | ActionFailed
 
 
@@ -96,10 +97,11 @@ class RecordingConnector(Connector):
     """A real `Connector` whose actions record each call in `log` and answer from a script.
 
     Declare actions with `declare(name, InputModel, OutputModel, *answers, **metadata)` and add
-    answers later with `respond(name, *answers)`. A call takes the first answer whose `when`
-    matches and whose `times` is not used up. With none, `default="error"` raises
-    `ActionFailed(retryable=False)`; `default="empty"` returns the output model's defaults when
-    it has them. Probes can be added with the ordinary `@fake.verify("name")` decorator.
+    answers later with `respond(name, *answers)`. An answer is a `RecordedResponse`, or an
+    output model instance or `ActionFailed`, which answers one call. A call takes the first
+    answer whose `when` matches and whose `times` is not used up. With none, `default="error"`
+    raises `ActionFailed(retryable=False)`; `default="empty"` returns the output model's defaults
+    when it has them. Probes can be added with the ordinary `@fake.verify("name")` decorator.
     """
 
     log: CallLog = field(default_factory=CallLog)
@@ -258,8 +260,8 @@ def _as_response(answer: Answer) -> RecordedResponse:
     if isinstance(answer, RecordedResponse):
         return answer
     if isinstance(answer, ActionFailed):
-        return RecordedResponse(error=str(answer), retryable=answer.retryable)
-    return RecordedResponse(output=answer.model_dump(mode="json", by_alias=True))
+        return RecordedResponse(error=str(answer), retryable=answer.retryable, times=1)
+    return RecordedResponse(output=answer.model_dump(mode="json", by_alias=True), times=1)
 
 
 def _answer(spec: ActionSpec, response: RecordedResponse) -> BaseModel:
