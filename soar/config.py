@@ -43,7 +43,13 @@ class Settings(BaseSettings):
     )
 
     playbooks: Path = Path("playbooks")
+    store: str = Field(
+        default="sqlite:///soar.db", description="sqlite:///PATH, or memory:// (nothing kept)"
+    )
     ingest: IngestSettings = IngestSettings()
+    connectors: dict[str, dict[str, JsonValue]] = Field(
+        default_factory=dict, description="per connector: its settings (URLs, base DNs, ...)"
+    )
     directory: dict[str, JsonValue] = Field(
         default_factory=dict,
         description="what playbooks read as `directory`: executives, on-call schedules, ...",

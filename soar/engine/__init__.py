@@ -1,1 +1,7 @@
-"""."""
+"""The durable interpreter: runs driven step by step, every transition written before it acts."""
+
+from soar.engine.clock import Clock, FakeClock, SystemClock
+from soar.engine.engine import Engine
+from soar.engine.executor import RunExecutor
+
+__all__ = ["Clock", "Engine", "FakeClock", "RunExecutor", "SystemClock"]

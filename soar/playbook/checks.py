@@ -260,8 +260,9 @@ class Checker:
                 self._at((*path, key), message, key=True)
 
     def _place(self, node: StepNode) -> _Place:
+        event = self.playbook.trigger.event is not None  # the event that started the run
         return _Place(
-            _FLOW_ROOTS,
+            _FLOW_ROOTS | {"event"} if event else _FLOW_ROOTS,
             node=node,
             all_steps=node.region is Region.ESCALATE,
             item=node.in_for_each,
@@ -394,7 +395,10 @@ class Checker:
             if root in ("item", "index"):
                 return f"{root!r} is only defined in a step with for_each"
             if root == "event":
-                return "'event' is only defined in a wait's match and in event triggers"
+                return (
+                    "'event' is only defined in a wait's match and in playbooks started by an "
+                    "event (trigger.event)"
+                )
             allowed = ", ".join(sorted(place.roots | ({"item", "index"} if place.item else set())))
             return f"{root!r} cannot be used here (available: {allowed})"
         rest = list(ref.path[1:])

@@ -1,0 +1,350 @@
+"""Attempts of one action (or sub-playbook) call: started, called, succeeded or failed, retried
+after a durable backoff; and the compensation that undoes it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, JsonValue, ValidationError
+
+from soar.connectors.action import ActionSpec
+from soar.connectors.context import ActionContext
+from soar.engine.backoff import retry_delay
+from soar.engine.outputs import placeholder_output
+from soar.engine.scope import jsonable, render
+from soar.errors import ActionFailed, EvaluationError
+from soar.models.run import StepState, StepStatus, TransitionKind
+from soar.playbook.graph import StepNode
+
+if TYPE_CHECKING:
+    from soar.engine.executor import RunExecutor
+
+_log = logging.getLogger("soar.engine")
+_COMPENSATION_ATTEMPTS = 3
+
+
+class AttemptFailed(Exception):
+    """The action failed for good (after its retries)."""
+
+    def __init__(self, error: str, *, retryable: bool) -> None:
+        self.error = error
+        self.retryable = retryable
+        super().__init__(error)
+
+
+class Attempts:
+    """Issues the attempts of a run's action steps."""
+
+    def __init__(self, executor: RunExecutor) -> None:
+        self.executor = executor
+
+    async def run(self, node: StepNode, key: str, *, item: JsonValue, index: int | None) -> None:
+        """Run the step instance `key` to success, or raise AttemptFailed."""
+        ex = self.executor
+        step = node.step
+        state = ex.states.get(key)
+        if state is not None and state.status.is_finished:
+            if state.status is StepStatus.FAILED:
+                raise AttemptFailed(state.error or "failed", retryable=False)
+            return
+        if step.playbook is not None:
+            await ex.engine.run_child(ex, node, key, item=item, index=index)
+            return
+        assert step.action is not None  # noqa: S101
+        spec = ex.engine.registry.action(step.action)
+        if spec is None:
+            await self._fail(key, f"action {step.action!r} is not installed", attempt=0)
+        assert spec is not None  # noqa: S101
+        inputs: JsonValue
+        if state is not None and isinstance(state.inputs, dict):
+            inputs = state.inputs
+        else:
+            try:
+                rendered = render(
+                    ex.loaded,
+                    (*node.path, "with"),
+                    step.with_,
+                    ex.variables(item=item, index=index, with_item=index is not None),
+                    ex.engine.clock.now,
+                )
+                inputs = jsonable(rendered)
+            except (EvaluationError, ValueError) as exc:
+                await self._fail(key, f"inputs: {getattr(exc, 'message', exc)}", attempt=0)
+        assert isinstance(inputs, dict)  # noqa: S101
+        attempt = state.attempt if state is not None else 0
+        if state is not None and state.status is StepStatus.RUNNING:
+            if state.due_at is not None:  # a retry was due when the worker stopped
+                await ex.engine.clock.sleep_until(state.due_at)
+            elif spec.verify is not None and not ex.run.dry_run:
+                # the attempt was in flight when the worker stopped: did it take effect?
+                found = await self._verify(spec, inputs, state)
+                if found is not None:
+                    await ex._record(
+                        key,
+                        StepStatus.SUCCEEDED,
+                        TransitionKind.STEP_SUCCEEDED,
+                        output=found,
+                        attempt=attempt,
+                        data={"verified": True},
+                    )
+                    return
+        policy = step.retry
+        timeout = step.timeout or spec.timeout
+        while True:
+            attempt += 1
+            state = await ex._record(
+                key, StepStatus.RUNNING, TransitionKind.STEP_STARTED, inputs=inputs, attempt=attempt
+            )
+            if ex.run.dry_run:
+                output = placeholder_output(spec.output_schema, f"steps.{key}.output")
+                ex.effects.append(
+                    {
+                        "step": key,
+                        "action": spec.qualified_name,
+                        "target": spec.target.value,
+                        "target_value": inputs.get(spec.target_field)
+                        if spec.target_field
+                        else None,
+                        "inputs": inputs,
+                    }
+                )
+                await ex._record(
+                    key,
+                    StepStatus.SUCCEEDED,
+                    TransitionKind.STEP_SUCCEEDED,
+                    output=output,
+                    attempt=attempt,
+                    data={"dry_run": True},
+                )
+                return
+            try:
+                output = await self._call(
+                    spec, inputs, state.idempotency_key, timeout.total_seconds(), attempt
+                )
+            except AttemptFailed as failure:
+                if (
+                    policy is not None
+                    and attempt < policy.attempts
+                    and (failure.retryable or policy.on == "any")
+                ):
+                    due = ex.engine.clock.now() + retry_delay(policy, attempt, rng=ex.engine.rng)
+                    await ex._record(
+                        key,
+                        StepStatus.RUNNING,
+                        TransitionKind.STEP_FAILED,
+                        error=failure.error,
+                        attempt=attempt,
+                        due_at=due,
+                        data={"retryable": failure.retryable, "retry_at": jsonable(due)},
+                    )
+                    await ex.engine.clock.sleep_until(due)
+                    continue
+                await ex._record(
+                    key,
+                    StepStatus.FAILED,
+                    TransitionKind.STEP_FAILED,
+                    error=failure.error,
+                    attempt=attempt,
+                    data={"retryable": failure.retryable},
+                )
+                raise
+            await ex._record(
+                key,
+                StepStatus.SUCCEEDED,
+                TransitionKind.STEP_SUCCEEDED,
+                output=output,
+                attempt=attempt,
+            )
+            return
+
+    async def _fail(self, key: str, error: str, *, attempt: int) -> None:
+        await self.executor._record(
+            key, StepStatus.FAILED, TransitionKind.STEP_FAILED, error=error, attempt=attempt
+        )
+        raise AttemptFailed(error, retryable=False)
+
+    def _context(self, spec: ActionSpec, key: str) -> ActionContext:
+        engine = self.executor.engine
+        return ActionContext(
+            idempotency_key=key,
+            settings=engine.connector_settings(spec.connector),
+            secrets=engine.secrets_for(spec),
+            logger=logging.getLogger(f"soar.action.{spec.qualified_name}"),
+            clock=engine.clock.now,
+            dry_run=self.executor.run.dry_run,
+        )
+
+    async def _call(
+        self, spec: ActionSpec, inputs: dict[str, JsonValue], key: str, limit: float, attempt: int
+    ) -> JsonValue:
+        try:
+            params = spec.input_model.model_validate(inputs)
+        except ValidationError as exc:
+            fields = ", ".join(".".join(str(p) for p in e["loc"]) or "inputs" for e in exc.errors())
+            raise AttemptFailed(
+                f"inputs do not fit {spec.qualified_name}: {fields}", retryable=False
+            ) from None
+        task = asyncio.ensure_future(spec.fn(self._context(spec, key), params))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=limit)
+        except asyncio.CancelledError:
+            task.cancel()  # the worker is stopping: the attempt's outcome stays unknown
+            raise
+        if not done:
+            task.cancel()
+            self.executor.engine.abandon(task)  # an action that ignores cancellation runs on alone
+            raise AttemptFailed(f"timed out after {limit:g}s", retryable=True)
+        try:
+            result = task.result()
+        except ActionFailed as exc:
+            raise AttemptFailed(str(exc), retryable=exc.retryable) from None
+        except asyncio.CancelledError:
+            raise AttemptFailed("cancelled", retryable=True) from None
+        except Exception as exc:  # the worker's step loop: a failed attempt, never a dead worker
+            _log.warning(
+                "%s attempt %d raised %s", spec.qualified_name, attempt, type(exc).__name__
+            )
+            raise AttemptFailed(f"{type(exc).__name__}: {exc}", retryable=False) from None
+        return _output(spec, result)
+
+    async def _verify(
+        self, spec: ActionSpec, inputs: dict[str, JsonValue], state: StepState
+    ) -> JsonValue | None:
+        assert spec.verify is not None  # noqa: S101
+        try:
+            params = spec.input_model.model_validate(inputs)
+            found = await spec.verify(self._context(spec, state.idempotency_key), params)
+        except Exception as exc:  # a probe that fails tells us nothing: issue the attempt again
+            _log.warning("%s verify failed: %s", spec.qualified_name, type(exc).__name__)
+            return None
+        return None if found is None else _output(spec, found)
+
+    async def compensate(self, node: StepNode, done: StepState) -> None:
+        """Undo one completed step instance with its `compensate` action (a few attempts)."""
+        ex = self.executor
+        compensation = node.step.compensate
+        assert compensation is not None  # noqa: S101
+        key = f"{done.key}~compensate"
+        previous = ex.states.get(key)
+        if previous is not None and previous.status.is_finished:
+            return
+        spec = ex.engine.registry.action(compensation.action)
+        index = int(done.key[len(node.key) + 1 : -1]) if done.key != node.key else None
+        item = None
+        if index is not None:
+            parent = ex.states.get(node.key)
+            items = (
+                parent.inputs.get("items", [])
+                if parent is not None and isinstance(parent.inputs, dict)
+                else []
+            )
+            item = items[index] if isinstance(items, list) and index < len(items) else None
+        await ex._record(
+            done.key,
+            StepStatus.COMPENSATING,
+            TransitionKind.COMPENSATION_STARTED,
+            output=done.output,
+            attempt=done.attempt,
+        )
+        try:
+            if spec is None:
+                raise AttemptFailed(
+                    f"action {compensation.action!r} is not installed", retryable=False
+                )
+            inputs: JsonValue
+            if previous is not None and isinstance(previous.inputs, dict):
+                inputs = previous.inputs
+            else:
+                try:
+                    variables = ex.variables(item=item, index=index, with_item=index is not None)
+                    rendered = render(
+                        ex.loaded,
+                        (*node.path, "compensate", "with"),
+                        compensation.with_,
+                        variables,
+                        ex.engine.clock.now,
+                    )
+                    inputs = jsonable(rendered)
+                except (EvaluationError, ValueError) as exc:
+                    raise AttemptFailed(
+                        f"compensation inputs: {getattr(exc, 'message', exc)}", retryable=False
+                    ) from None
+            assert isinstance(inputs, dict)  # noqa: S101
+            timeout = (compensation.timeout or spec.timeout).total_seconds()
+            attempt = previous.attempt if previous is not None else 0
+            while True:
+                attempt += 1
+                state = await ex._record(
+                    key,
+                    StepStatus.RUNNING,
+                    TransitionKind.STEP_STARTED,
+                    inputs=inputs,
+                    attempt=attempt,
+                )
+                if ex.run.dry_run:
+                    ex.effects.append(
+                        {
+                            "step": key,
+                            "action": spec.qualified_name,
+                            "target": spec.target.value,
+                            "target_value": None,
+                            "inputs": inputs,
+                        }
+                    )
+                    output: JsonValue = None
+                    break
+                try:
+                    output = await self._call(spec, inputs, state.idempotency_key, timeout, attempt)
+                    break
+                except AttemptFailed as failure:
+                    if failure.retryable and attempt < _COMPENSATION_ATTEMPTS:
+                        continue
+                    await ex._record(
+                        key,
+                        StepStatus.FAILED,
+                        TransitionKind.STEP_FAILED,
+                        error=failure.error,
+                        attempt=attempt,
+                    )
+                    raise
+            await ex._record(
+                key,
+                StepStatus.SUCCEEDED,
+                TransitionKind.STEP_SUCCEEDED,
+                output=output,
+                attempt=attempt,
+            )
+        except AttemptFailed as failure:
+            await ex._record(
+                done.key,
+                StepStatus.SUCCEEDED,
+                TransitionKind.COMPENSATION_FAILED,
+                output=done.output,
+                error=failure.error,
+                attempt=done.attempt,
+            )
+            return
+        await ex._record(
+            done.key,
+            StepStatus.COMPENSATED,
+            TransitionKind.STEP_COMPENSATED,
+            output=done.output,
+            attempt=done.attempt,
+        )
+
+
+def _output(spec: ActionSpec, result: BaseModel) -> JsonValue:
+    if not isinstance(result, spec.output_model):
+        try:
+            result = spec.output_model.model_validate(result)
+        except ValidationError as exc:
+            raise AttemptFailed(
+                f"{spec.qualified_name} returned output that does not fit its schema "
+                f"({exc.error_count()} problems)",
+                retryable=False,
+            ) from None
+    dumped = result.model_dump(mode="json", by_alias=True)
+    assert isinstance(dumped, dict)  # noqa: S101
+    return dumped

@@ -1,0 +1,629 @@
+"""The engine of one worker: starts runs from alerts, schedules, events and people, resumes the
+unfinished ones after a restart, and routes approvals, aborts and later alerts to their runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from croniter import croniter
+from pydantic import JsonValue
+
+from soar.connectors.action import ActionSpec
+from soar.connectors.context import Secrets
+from soar.connectors.registry import Registry
+from soar.engine.attempt import AttemptFailed
+from soar.engine.clock import Clock, SystemClock
+from soar.engine.executor import RunExecutor
+from soar.engine.scope import jsonable, render
+from soar.errors import ConflictError, EvaluationError, StoreError
+from soar.models import Alert
+from soar.models.run import (
+    AttachedAlert,
+    DedupEntry,
+    Run,
+    RunStatus,
+    StepStatus,
+    Transition,
+    TransitionKind,
+    TriggerKind,
+)
+from soar.playbook.graph import StepNode
+from soar.playbook.validate import LoadedPlaybook
+from soar.store.base import Change, RunSnapshot, Store
+
+_log = logging.getLogger("soar.engine")
+Observer = Callable[[RunExecutor, list[Transition]], None]
+
+
+class Engine:
+    """Runs playbooks durably on one store. Create, `await start()`, use, `await stop()`."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        playbooks: Iterable[LoadedPlaybook],
+        *,
+        clock: Clock | None = None,
+        directory: Mapping[str, JsonValue] | None = None,
+        connector_settings: Mapping[str, Mapping[str, JsonValue]] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        new_id: Callable[[], str] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.clock: Clock = clock or SystemClock()
+        self.directory = dict(directory or {})
+        self.rng = rng or random.Random()  # noqa: S311 - retry jitter
+        self._settings = {k: dict(v) for k, v in (connector_settings or {}).items()}
+        self._secrets = dict(secrets) if secrets is not None else None
+        self._new_id = new_id or (lambda: uuid.uuid4().hex)
+        self.playbooks: dict[str, LoadedPlaybook] = {}
+        self.versions: dict[str, LoadedPlaybook] = {}
+        for loaded in playbooks:
+            self.add_playbook(loaded)
+        self.executors: dict[str, RunExecutor] = {}
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._abandoned: set[asyncio.Future[Any]] = set()
+        self._children: dict[str, list[asyncio.Future[Run]]] = {}
+        self._observers: list[Observer] = []
+        self._cron: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def add_playbook(self, loaded: LoadedPlaybook) -> None:
+        """Make a playbook version startable; runs of older versions keep their own."""
+        self.playbooks[loaded.playbook.id] = loaded
+        self.versions[loaded.digest] = loaded
+
+    def observe(self, observer: Observer) -> None:
+        """Call `observer` after every durable write of every run (live timelines)."""
+        self._observers.append(observer)
+
+    async def start(self, *, cron: bool = True) -> list[str]:
+        """Resume every unfinished run from the store; start the cron scheduler. Returns the
+        ids of the resumed runs."""
+        resumed = []
+        for run_id in await self.store.unfinished_runs():
+            snapshot = await self.store.load_run(run_id)
+            if snapshot is not None and run_id not in self.executors:
+                await self._spawn(snapshot)
+                resumed.append(run_id)
+        if cron and any(p.playbook.trigger.cron for p in self.playbooks.values()):
+            self._cron = asyncio.create_task(self._cron_loop(), name="soar-cron")
+        return resumed
+
+    async def resume(self, run_id: str) -> RunExecutor:
+        """Drive one unfinished run from the store here (operator commands on one run).
+
+        Raises:
+            ConflictError: no such run, or it has already finished.
+        """
+        existing = self.executors.get(run_id)
+        if existing is not None:
+            return existing
+        snapshot = await self.store.load_run(run_id)
+        if snapshot is None:
+            raise ConflictError(f"no run {run_id}")
+        if snapshot.run.status.is_terminal:
+            raise ConflictError(f"run {run_id} has already {snapshot.run.status.value}")
+        return await self._spawn(snapshot)
+
+    async def stop(self) -> None:
+        """Stop driving runs. Nothing is lost: every run resumes from the store next time."""
+        if self._cron is not None:
+            self._cron.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cron
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.executors.clear()
+
+    async def wait_idle(self) -> None:
+        """Until no run is being driven (every run finished or the engine stopped)."""
+        await self._idle.wait()
+
+    # -- starting runs -------------------------------------------------------------------------
+
+    async def start_run(
+        self,
+        playbook: str | LoadedPlaybook,
+        *,
+        alert: Alert | None = None,
+        inputs: Mapping[str, JsonValue] | None = None,
+        trigger: TriggerKind = TriggerKind.MANUAL,
+        dry_run: bool = False,
+        parent: tuple[str, str] | None = None,
+        dedup: tuple[str, datetime] | None = None,
+        cron_mark: datetime | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        """Record a new run durably and start driving it; returns its id."""
+        loaded = self.playbooks[playbook] if isinstance(playbook, str) else playbook
+        self.versions.setdefault(loaded.digest, loaded)
+        now = self.clock.now()
+        values: dict[str, JsonValue] = {
+            k: spec.default
+            for k, spec in loaded.playbook.inputs.items()
+            if spec.default is not None
+        }
+        values.update(inputs or {})
+        run = Run(
+            id=run_id or self._new_id(),
+            playbook_id=loaded.playbook.id,
+            playbook_version=loaded.playbook.version,
+            playbook_digest=loaded.digest,
+            status=RunStatus.RUNNING,
+            trigger=trigger,
+            created_at=now,
+            updated_at=now,
+            alert=alert.model_dump(mode="json") if alert is not None else None,
+            inputs=dict(values),
+            parent_run=parent[0] if parent else None,
+            parent_step=parent[1] if parent else None,
+            dry_run=dry_run,
+        )
+        data: dict[str, JsonValue] = {
+            "playbook": loaded.playbook.id,
+            "version": loaded.playbook.version,
+            "digest": loaded.digest,
+            "trigger": trigger.value,
+        }
+        if alert is not None:
+            data["alert_id"] = alert.id
+        change = Change(
+            runs=[run],
+            transitions=[Transition(run.id, 1, now, TransitionKind.RUN_STARTED, data=data)],
+        )
+        if dedup is not None:
+            change.dedup.append(DedupEntry(loaded.playbook.id, dedup[0], run.id, dedup[1]))
+        if cron_mark is not None:
+            change.cron_marks[loaded.playbook.id] = cron_mark
+        await self.store.apply(change)
+        await self._spawn(RunSnapshot(run=run, steps={}, alerts=[], timers=[], last_seq=1))
+        return run.id
+
+    async def submit_alert(self, alert: Alert) -> list[str]:
+        """Start (or, inside a dedup window, join) one run per playbook whose trigger matches.
+        Returns the ids of the runs started or joined."""
+        variables = {"alert": alert.context()}
+        touched = []
+        for loaded in list(self.playbooks.values()):
+            playbook = loaded.playbook
+            expression = loaded.expressions.get(("trigger", "match"))
+            if not playbook.enabled or expression is None or playbook.trigger.event is not None:
+                continue
+            try:
+                if not expression.evaluate(variables, clock=self.clock.now):
+                    continue
+            except EvaluationError as exc:
+                _log.info(
+                    "%s: trigger does not apply to alert %s: %s", playbook.id, alert.id, exc.message
+                )
+                continue
+            dedup = playbook.trigger.dedup
+            if dedup is None:
+                touched.append(await self.start_run(loaded, alert=alert, trigger=TriggerKind.ALERT))
+                continue
+            key = str(
+                jsonable(
+                    render(
+                        loaded, ("trigger", "dedup", "key"), dedup.key, variables, self.clock.now
+                    )
+                )
+            )
+            joined = await self.store.find_dedup(playbook.id, key, self.clock.now())
+            if joined is not None:
+                await self.attach(joined, alert.model_dump(mode="json"))
+                touched.append(joined)
+            else:
+                expires = self.clock.now() + dedup.window
+                touched.append(
+                    await self.start_run(
+                        loaded, alert=alert, trigger=TriggerKind.ALERT, dedup=(key, expires)
+                    )
+                )
+        return touched
+
+    # -- people and later events --------------------------------------------------------------
+
+    async def decide(
+        self, run_id: str, step: str, *, approved: bool, by: str, comment: str | None = None
+    ) -> None:
+        """Approve or deny a pending approval.
+
+        Raises:
+            ConflictError: the run is not active here or no approval is pending at `step`.
+        """
+        await self._executor(run_id).decide(step, approved=approved, by=by, comment=comment)
+
+    async def abort(self, run_id: str, reason: str = "aborted by an operator") -> None:
+        """Abort a run: it stops, and its completed steps are compensated newest first."""
+        await self._executor(run_id).abort(reason)
+
+    async def attach(self, run_id: str, event: JsonValue) -> None:
+        """Give a run a later alert or event (deduplicated alerts, resolutions, webhooks)."""
+        executor = self.executors.get(run_id)
+        if executor is not None:
+            await executor.attach(event)
+            return
+        snapshot = await self.store.load_run(run_id)
+        if snapshot is None:
+            raise ConflictError(f"no run {run_id}")
+        seq = (snapshot.alerts[-1].seq if snapshot.alerts else 0) + 1
+        await self.store.apply(
+            Change(
+                alerts=[AttachedAlert(run_id, seq, event)],
+                transitions=[
+                    Transition(
+                        run_id,
+                        snapshot.last_seq + 1,
+                        self.clock.now(),
+                        TransitionKind.ALERT_ATTACHED,
+                        data={"seq": seq},
+                    )
+                ],
+            )
+        )
+
+    async def wait_run(self, run_id: str) -> Run:
+        """The run once it is terminal (or as stored, when no executor drives it here)."""
+        executor = self.executors.get(run_id)
+        if executor is not None:
+            return await asyncio.shield(executor.finished)
+        snapshot = await self.store.load_run(run_id)
+        if snapshot is None:
+            raise ConflictError(f"no run {run_id}")
+        return snapshot.run
+
+    async def retry_run(self, run_id: str, *, from_step: str | None = None) -> str:
+        """Run a failed or aborted run again as a new run, carrying over what the steps before
+        `from_step` (default: the first failed step) recorded, so their effects are not
+        repeated. Steps whose effects were compensated are run again.
+
+        Raises:
+            ConflictError: the run is unknown, still active, or `from_step` is not a step of it.
+        """
+        snapshot = await self.store.load_run(run_id)
+        if snapshot is None:
+            raise ConflictError(f"no run {run_id}")
+        old = snapshot.run
+        if not old.status.is_terminal or old.status is RunStatus.COMPLETED:
+            raise ConflictError(
+                f"run {run_id} is {old.status.value}: only failed or aborted runs are retried"
+            )
+        loaded = self.versions.get(old.playbook_digest) or self.playbooks.get(old.playbook_id)
+        if loaded is None:
+            raise ConflictError(f"playbook {old.playbook_id} is not loaded")
+        graph = loaded.graph
+        if from_step is None:
+            failed = [
+                s
+                for s in snapshot.steps.values()
+                if s.status is StepStatus.FAILED and s.key in graph.nodes
+            ]
+            from_step = (
+                min(failed, key=lambda s: s.started_at or old.created_at).key if failed else None
+            )
+        if from_step is None or from_step not in graph.nodes:
+            raise ConflictError(f"{from_step!r} is not a step of playbook {old.playbook_id}")
+        keep = graph.before(graph.nodes[from_step])
+        now = self.clock.now()
+        new_id = self._new_id()
+        run = replace(
+            old, id=new_id, status=RunStatus.RUNNING, created_at=now, updated_at=now, error=None
+        )
+        carried = [
+            replace(s, run_id=new_id)
+            for s in snapshot.steps.values()
+            if s.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
+            and _node_of(s.key) in keep
+            and not s.key.endswith("~compensate")
+        ]
+        transitions = [
+            Transition(
+                new_id,
+                1,
+                now,
+                TransitionKind.RUN_STARTED,
+                data={
+                    "playbook": old.playbook_id,
+                    "version": old.playbook_version,
+                    "digest": old.playbook_digest,
+                    "trigger": old.trigger.value,
+                },
+            ),
+            Transition(
+                new_id,
+                2,
+                now,
+                TransitionKind.RUN_RETRIED,
+                data={
+                    "retry_of": run_id,
+                    "from_step": from_step,
+                    "carried": [s.key for s in carried],
+                },
+            ),
+        ]
+        await self.store.apply(
+            Change(
+                runs=[run],
+                steps=carried,
+                transitions=transitions,
+                alerts=[replace(a, run_id=new_id) for a in snapshot.alerts],
+            )
+        )
+        await self._spawn(
+            RunSnapshot(
+                run=run,
+                steps={s.key: s for s in carried},
+                alerts=[replace(a, run_id=new_id) for a in snapshot.alerts],
+                timers=[],
+                last_seq=2,
+            )
+        )
+        return new_id
+
+    # -- used by executors ---------------------------------------------------------------------
+
+    def connector_settings(self, connector: str) -> Mapping[str, JsonValue]:
+        return self._settings.get(connector, {})
+
+    def secrets_for(self, spec: ActionSpec) -> Secrets:
+        """The secrets an action declared, from the configured source or `SOAR_SECRET_*`."""
+        values: dict[str, str] = {}
+        for name in spec.secrets:
+            qualified = f"{spec.connector}.{name}"
+            if self._secrets is not None:
+                if qualified in self._secrets:
+                    values[name] = self._secrets[qualified]
+                continue
+            env = f"SOAR_SECRET_{spec.connector}_{name}".upper()
+            if env in os.environ:
+                values[name] = os.environ[env]
+        return Secrets(values)
+
+    def abandon(self, task: asyncio.Future[Any]) -> None:
+        """Keep a timed-out action that ignores cancellation referenced until it ends."""
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
+
+    def notify(self, executor: RunExecutor, transitions: list[Transition]) -> None:
+        for observer in self._observers:
+            observer(executor, transitions)
+
+    async def run_child(
+        self, parent: RunExecutor, node: StepNode, key: str, *, item: JsonValue, index: int | None
+    ) -> None:
+        """Run a sub-playbook for one step instance and wait for it."""
+        state = parent.states.get(key)
+        target = node.step.playbook
+        assert target is not None  # noqa: S101
+        child_id = (
+            state.inputs.get("child")
+            if state is not None and isinstance(state.inputs, dict)
+            else None
+        )
+        if not isinstance(child_id, str):
+            loaded = self.playbooks.get(target)
+            if loaded is None:
+                await parent._record(
+                    key,
+                    StepStatus.FAILED,
+                    TransitionKind.STEP_FAILED,
+                    error=f"playbook {target!r} is not loaded",
+                )
+                raise AttemptFailed(f"playbook {target!r} is not loaded", retryable=False)
+            try:
+                variables = parent.variables(item=item, index=index, with_item=index is not None)
+                inputs = jsonable(
+                    render(
+                        parent.loaded,
+                        (*node.path, "with"),
+                        node.step.with_,
+                        variables,
+                        self.clock.now,
+                    )
+                )
+            except (EvaluationError, ValueError) as exc:
+                error = f"inputs: {getattr(exc, 'message', exc)}"
+                await parent._record(
+                    key, StepStatus.FAILED, TransitionKind.STEP_FAILED, error=error
+                )
+                raise AttemptFailed(error, retryable=False) from None
+            assert isinstance(inputs, dict)  # noqa: S101
+            child_id = self._new_id()
+            await parent._record(
+                key,
+                StepStatus.RUNNING,
+                TransitionKind.STEP_STARTED,
+                inputs={"child": child_id, "inputs": inputs},
+                attempt=1,
+            )
+            alert = (
+                Alert.model_validate(parent.run.alert)
+                if isinstance(parent.run.alert, dict)
+                else None
+            )
+            # the child's id is recorded in the parent first, so a crash in between is resumable
+            await self.start_run(
+                loaded,
+                alert=alert,
+                inputs=inputs,
+                trigger=TriggerKind.PLAYBOOK,
+                dry_run=parent.run.dry_run,
+                parent=(parent.run.id, key),
+                run_id=child_id,
+            )
+        child = await self._wait_child(child_id)
+        outcome: dict[str, JsonValue] = {
+            "run_id": child.id,
+            "status": child.status.value,
+            "error": child.error,
+        }
+        if child.status is RunStatus.COMPLETED:
+            await parent._record(
+                key, StepStatus.SUCCEEDED, TransitionKind.STEP_SUCCEEDED, output=outcome
+            )
+            return
+        await parent._record(
+            key,
+            StepStatus.FAILED,
+            TransitionKind.STEP_FAILED,
+            output=outcome,
+            error=f"sub-playbook run {child.id} {child.status.value}",
+        )
+        raise AttemptFailed(f"sub-playbook run {child.id} {child.status.value}", retryable=False)
+
+    async def _wait_child(self, child_id: str) -> Run:
+        executor = self.executors.get(child_id)
+        if executor is not None:
+            return await asyncio.shield(executor.finished)
+        snapshot = await self.store.load_run(child_id)
+        if snapshot is not None and snapshot.run.status.is_terminal:
+            return snapshot.run
+        future: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
+        self._children.setdefault(child_id, []).append(future)
+        return await future
+
+    async def run_finished(self, executor: RunExecutor) -> None:
+        """A run reached a terminal state: wake its parent, tell event-triggered playbooks."""
+        run = executor.run
+        for future in self._children.pop(run.id, []):
+            if not future.done():
+                future.set_result(run)
+        if run.dry_run or run.trigger is TriggerKind.EVENT:
+            return
+        event_name = "run.failed" if run.status is not RunStatus.COMPLETED else "run.completed"
+        event: dict[str, JsonValue] = {
+            "type": event_name,
+            "run_id": run.id,
+            "playbook": run.playbook_id,
+            "version": run.playbook_version,
+            "status": run.status.value,
+            "error": run.error,
+            "severity": (run.alert or {}).get("severity") if isinstance(run.alert, dict) else None,
+            "alert": run.alert,
+        }
+        for loaded in list(self.playbooks.values()):
+            trigger = loaded.playbook.trigger
+            if (
+                trigger.event is None
+                or trigger.event.value != event_name
+                or not loaded.playbook.enabled
+            ):
+                continue
+            expression = loaded.expressions.get(("trigger", "match"))
+            try:
+                if expression is not None and not expression.evaluate(
+                    {"event": _event_view(event), "alert": executor._alert}, clock=self.clock.now
+                ):
+                    continue
+            except EvaluationError:
+                continue
+            try:
+                await self.start_run(loaded, inputs={"_event": event}, trigger=TriggerKind.EVENT)
+            except StoreError:
+                _log.exception("could not start %s for %s", loaded.playbook.id, event_name)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _executor(self, run_id: str) -> RunExecutor:
+        executor = self.executors.get(run_id)
+        if executor is None:
+            raise ConflictError(f"run {run_id} is not active on this worker")
+        return executor
+
+    async def _spawn(self, snapshot: RunSnapshot) -> RunExecutor:
+        loaded = self.versions.get(snapshot.run.playbook_digest) or self.playbooks.get(
+            snapshot.run.playbook_id
+        )
+        if loaded is None:
+            raise ConflictError(
+                f"run {snapshot.run.id}: playbook {snapshot.run.playbook_id} is not loaded"
+            )
+        executor = RunExecutor(self, loaded, snapshot)
+        self.executors[snapshot.run.id] = executor
+        task: asyncio.Task[object] = asyncio.create_task(
+            self._drive(executor), name=f"run-{snapshot.run.id}"
+        )
+        self._tasks.add(task)
+        self._idle.clear()
+        task.add_done_callback(self._task_done)
+        return executor
+
+    async def _drive(self, executor: RunExecutor) -> Run:
+        try:
+            return await executor.drive()
+        finally:
+            self.executors.pop(executor.run.id, None)
+
+    def _task_done(self, task: asyncio.Task[object]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("run driver crashed", exc_info=task.exception())
+        if not self._tasks:
+            self._idle.set()
+
+    async def _cron_loop(self) -> None:
+        marks = await self.store.cron_marks()
+        started = self.clock.now()
+        while True:
+            due: list[tuple[datetime, LoadedPlaybook]] = []
+            for loaded in self.playbooks.values():
+                trigger = loaded.playbook.trigger
+                if trigger.cron is None or not loaded.playbook.enabled:
+                    continue
+                base = marks.get(loaded.playbook.id, started)
+                due.append((_next_fire(trigger.cron, trigger.timezone, base), loaded))
+            if not due:
+                return
+            moment, loaded = min(due, key=lambda d: d[0])
+            await self.clock.sleep_until(moment)
+            marks[loaded.playbook.id] = moment
+            await self.start_run(
+                loaded,
+                trigger=TriggerKind.CRON,
+                inputs={"_scheduled_for": jsonable(moment)},
+                cron_mark=moment,
+            )
+
+
+def _next_fire(expression: str, timezone: str, after: datetime) -> datetime:
+    from zoneinfo import ZoneInfo
+
+    local = after.astimezone(ZoneInfo(timezone))
+    result = croniter(expression, local).get_next(datetime)
+    assert isinstance(result, datetime)  # noqa: S101
+    return result.astimezone(after.tzinfo)
+
+
+def _node_of(key: str) -> str:
+    return key.split("[", 1)[0] if key.endswith("]") else key
+
+
+def _event_view(event: dict[str, JsonValue]) -> dict[str, object]:
+    view: dict[str, object] = dict(event)
+    severity = event.get("severity")
+    if isinstance(severity, str):
+        from soar.models.severity import Severity
+
+        with contextlib.suppress(ValueError):
+            view["severity"] = Severity.parse(severity)
+    return view

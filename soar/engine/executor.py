@@ -1,0 +1,798 @@
+"""One run, driven step by step. Every decision is written to the store before it is acted on,
+and every decision is re-derived from what was written, so a run resumed after `kill -9`
+continues where its last transition left it: finished steps are not repeated, an attempt that
+was in flight is issued again with the same idempotency key (after its `verify` probe)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from pydantic import JsonValue
+
+from soar.engine.attempt import AttemptFailed, Attempts
+from soar.engine.scope import jsonable, node_key_of, render, run_view, skipped_view, step_view
+from soar.errors import ConflictError, EvaluationError
+from soar.models import Alert
+from soar.models.run import (
+    AttachedAlert,
+    Run,
+    RunStatus,
+    StepState,
+    StepStatus,
+    Transition,
+    TransitionKind,
+)
+from soar.playbook.graph import Region, StepNode
+from soar.playbook.schema import ApprovalTimeout, EndStatus, WaitTimeout
+from soar.playbook.source import Path
+from soar.playbook.validate import LoadedPlaybook
+from soar.store.base import Change, RunSnapshot
+
+if TYPE_CHECKING:
+    from soar.engine.engine import Engine
+
+_log = logging.getLogger("soar.engine")
+
+
+class StepFailed(Exception):
+    """A step failed for good and nothing handled it: the run fails."""
+
+    def __init__(self, key: str, error: str) -> None:
+        self.key = key
+        self.error = error
+        super().__init__(f"step {key!r} failed: {error}")
+
+
+class EndRun(Exception):
+    """An `end` step ended the run."""
+
+    def __init__(self, status: RunStatus) -> None:
+        self.status = status
+        super().__init__(status.value)
+
+
+class RunAborted(Exception):
+    """An operator aborted the run."""
+
+
+class RunExecutor:
+    """Drives one run to a terminal state. All writes of a run go through its executor."""
+
+    def __init__(self, engine: Engine, loaded: LoadedPlaybook, snapshot: RunSnapshot) -> None:
+        self.engine = engine
+        self.loaded = loaded
+        self.graph = loaded.graph
+        self.run = snapshot.run
+        self.states: dict[str, StepState] = dict(snapshot.steps)
+        self.attached: list[AttachedAlert] = list(snapshot.alerts)
+        self.seq = snapshot.last_seq
+        self.order = max((s.order for s in self.states.values()), default=0)
+        self.view: dict[str, object] = {}
+        self.effects: list[dict[str, JsonValue]] = []
+        self.finished: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
+        self._alert = self._alert_context()
+        self._approvals: dict[str, asyncio.Future[tuple[bool, str, str | None]]] = {}
+        self._event_waiters: list[tuple[str, asyncio.Future[JsonValue]]] = []
+        self._aborting = asyncio.Event()
+        self._resolved = asyncio.Event()
+        self._attempts = Attempts(self)
+        self._rebuild_view()
+
+    # -- the whole run ---------------------------------------------------------------------
+
+    async def drive(self) -> Run:
+        """Run to the end: main flow, escalations beside it, compensation when it fails."""
+        try:
+            if not self.run.status.is_terminal:
+                await self._drive()
+        finally:
+            if not self.finished.done():
+                self.finished.set_result(self.run)
+        return self.run
+
+    async def _drive(self) -> None:
+        ladders = [
+            asyncio.create_task(self._escalation(i), name=f"escalate-{i}")
+            for i in range(len(self.loaded.playbook.escalate))
+        ]
+        status, error = RunStatus.COMPLETED, None
+        try:
+            if self.run.status is RunStatus.COMPENSATING:
+                status, error = RunStatus.FAILED, self.run.error
+            else:
+                await self._run_list(("steps",))
+        except EndRun as end:
+            status = end.status
+            error = "ended by an end step" if status is RunStatus.FAILED else None
+        except StepFailed as failure:
+            status, error = RunStatus.FAILED, str(failure)
+        except RunAborted:
+            status, error = RunStatus.ABORTED, self.run.error or "aborted"
+        finally:
+            for ladder in ladders:
+                ladder.cancel()
+            for ladder in ladders:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ladder
+        if status in (RunStatus.FAILED, RunStatus.ABORTED):
+            if self.run.status is not RunStatus.COMPENSATING:
+                await self._set_run(RunStatus.COMPENSATING, error)
+            await self._compensate()
+        await self._set_run(status, error, kind=TransitionKind.RUN_FINISHED)
+        await self.engine.run_finished(self)
+
+    # -- lists of steps ----------------------------------------------------------------------
+
+    async def _run_list(self, list_path: Path) -> None:
+        """Run one list of steps: each starts when its dependencies have finished."""
+        keys = self.graph.lists.get(list_path, [])
+        members = set(keys)
+        finished: set[str] = set()
+        running: dict[asyncio.Task[None], str] = {}
+        started: set[str] = set()
+        failure: BaseException | None = None
+        while True:
+            if failure is None and not self._aborting.is_set():
+                for key in keys:
+                    if key in started:
+                        continue
+                    deps = [d for d in self.graph.nodes[key].deps if d in members]
+                    if all(d in finished for d in deps):
+                        started.add(key)
+                        task = asyncio.create_task(self._run_node(self.graph.nodes[key]))
+                        running[task] = key
+            if not running:
+                break
+            try:
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                await _cancel_all(running)  # a stopping worker leaves no step writing behind it
+                raise
+            for task in done:
+                key = running.pop(task)
+                exc = task.exception()
+                if exc is None:
+                    finished.add(key)
+                elif failure is None or isinstance(exc, RunAborted):
+                    failure = exc
+        if failure is not None:
+            raise failure
+        if self._aborting.is_set():
+            raise RunAborted
+
+    async def _run_node(self, node: StepNode) -> None:
+        state = self.states.get(node.key)
+        if state is not None and state.status.is_finished:
+            if state.status is StepStatus.FAILED and not self._handled(node):
+                raise StepFailed(node.key, state.error or "failed")
+            return
+        step = node.step
+        if state is None and step.when is not None and not await self._holds(node):
+            await self._skip(node)
+            return
+        if step.end is not None:
+            await self._record(
+                node.key,
+                StepStatus.SUCCEEDED,
+                TransitionKind.STEP_SUCCEEDED,
+                output={"end": step.end.value},
+            )
+            raise EndRun(
+                RunStatus.COMPLETED if step.end is EndStatus.COMPLETED else RunStatus.FAILED
+            )
+        if step.branch is not None:
+            await self._run_branch(node)
+        elif step.parallel is not None:
+            await self._run_group(node, (*node.path, "parallel"))
+        elif step.approval is not None:
+            await self._run_approval(node)
+        elif step.wait is not None:
+            await self._run_wait(node)
+        else:
+            await self._run_work(node)
+
+    async def _holds(self, node: StepNode) -> bool:
+        expression = self.loaded.expressions.get((*node.path, "when"))
+        if expression is None:
+            return node.step.when is not False
+        try:
+            return bool(expression.evaluate(self.variables(), clock=self.engine.clock.now))
+        except EvaluationError as exc:
+            await self._fail_final(node, f"when: {exc.message}")
+            raise AssertionError("unreachable") from None  # _fail_final raises
+
+    def _handled(self, node: StepNode) -> bool:
+        """A failed step whose fallbacks all ended well does not fail the run."""
+        if node.step.on_error is None:
+            return False
+        fallbacks = self.graph.lists.get((*node.path, "on_error"), [])
+        return bool(fallbacks) and all(
+            (s := self.states.get(k)) is not None
+            and s.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
+            for k in fallbacks
+        )
+
+    # -- containers ----------------------------------------------------------------------------
+
+    async def _run_branch(self, node: StepNode) -> None:
+        state = self.states.get(node.key)
+        if state is None:
+            chosen = await self._choose_case(node)
+            await self._record(
+                node.key, StepStatus.RUNNING, TransitionKind.STEP_STARTED, inputs={"case": chosen}
+            )
+            state = self.states[node.key]
+        case: JsonValue = state.inputs.get("case") if isinstance(state.inputs, dict) else None
+        if isinstance(case, int):
+            branch = node.step.branch or []
+            which = "else" if branch[case].else_ is not None else "steps"
+            for other in range(len(branch)):
+                if other != case:
+                    self._mark_skipped_list((*node.path, "branch", other))
+            await self._contain(node, (*node.path, "branch", case, which), output={"case": case})
+        else:
+            for other in range(len(node.step.branch or [])):
+                self._mark_skipped_list((*node.path, "branch", other))
+            await self._record(
+                node.key, StepStatus.SUCCEEDED, TransitionKind.STEP_SUCCEEDED, output={"case": None}
+            )
+
+    async def _choose_case(self, node: StepNode) -> int | None:
+        for index, case in enumerate(node.step.branch or []):
+            if case.else_ is not None:
+                return index
+            expression = self.loaded.expressions.get((*node.path, "branch", index, "when"))
+            if expression is None:
+                if case.when is True:
+                    return index
+                continue
+            try:
+                if expression.evaluate(self.variables(), clock=self.engine.clock.now):
+                    return index
+            except EvaluationError as exc:
+                await self._fail_final(node, f"branch case {index}: {exc.message}")
+        return None
+
+    async def _run_group(self, node: StepNode, list_path: Path) -> None:
+        if node.key not in self.states:
+            await self._record(node.key, StepStatus.RUNNING, TransitionKind.STEP_STARTED)
+        await self._contain(node, list_path, output=None)
+
+    async def _contain(self, node: StepNode, list_path: Path, *, output: JsonValue) -> None:
+        try:
+            await self._run_list(list_path)
+        except StepFailed as failure:
+            await self._record(
+                node.key, StepStatus.FAILED, TransitionKind.STEP_FAILED, error=failure.error
+            )
+            raise
+        await self._record(
+            node.key, StepStatus.SUCCEEDED, TransitionKind.STEP_SUCCEEDED, output=output
+        )
+
+    def _mark_skipped_list(self, case_path: Path) -> None:
+        for key, other in self.graph.nodes.items():
+            if other.path[: len(case_path)] == case_path and other.named:
+                self.view.setdefault(key, skipped_view())
+
+    # -- actions and sub-playbooks -------------------------------------------------------------
+
+    async def _run_work(self, node: StepNode) -> None:
+        try:
+            if node.step.for_each is not None:
+                await self._run_items(node)
+            else:
+                await self._attempts.run(node, node.key, item=None, index=None)
+        except AttemptFailed as failure:
+            await self._fallback(node, failure.error)
+
+    async def _run_items(self, node: StepNode) -> None:
+        state = self.states.get(node.key)
+        if state is None or not isinstance(state.inputs, dict) or "items" not in state.inputs:
+            await self._record(
+                node.key,
+                StepStatus.RUNNING,
+                TransitionKind.STEP_STARTED,
+                inputs={"items": self._items(node)},
+            )
+            state = self.states[node.key]
+        assert isinstance(state.inputs, dict)  # noqa: S101
+        items: JsonValue = state.inputs["items"]
+        assert isinstance(items, list)  # noqa: S101
+        limit = asyncio.Semaphore(node.step.concurrency or 1)
+        failures: list[str] = []
+
+        async def one(index: int, item: JsonValue) -> None:
+            async with limit:
+                if failures or self._aborting.is_set():
+                    return
+                try:
+                    await self._attempts.run(node, f"{node.key}[{index}]", item=item, index=index)
+                except AttemptFailed as failure:
+                    failures.append(f"item {index}: {failure.error}")
+
+        await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+        if self._aborting.is_set():
+            raise RunAborted
+        outputs = [
+            (s.output if (s := self.states.get(f"{node.key}[{i}]")) is not None else None)
+            for i in range(len(items))
+        ]
+        if failures:
+            await self._record(
+                node.key,
+                StepStatus.FAILED,
+                TransitionKind.STEP_FAILED,
+                output=outputs,
+                error=failures[0],
+            )
+            raise AttemptFailed(failures[0], retryable=False)
+        await self._record(
+            node.key, StepStatus.SUCCEEDED, TransitionKind.STEP_SUCCEEDED, output=outputs
+        )
+
+    def _items(self, node: StepNode) -> list[JsonValue]:
+        raw = node.step.for_each
+        if isinstance(raw, list):
+            return list(raw)
+        value = render(
+            self.loaded, (*node.path, "for_each"), raw, self.variables(), self.engine.clock.now
+        )
+        if not isinstance(value, list | tuple):
+            raise AttemptFailed(
+                f"for_each gave a {type(value).__name__}, not a list", retryable=False
+            )
+        return [jsonable(v) for v in value]
+
+    async def _fallback(self, node: StepNode, error: str) -> None:
+        if node.step.on_error is None:
+            raise StepFailed(node.key, error)
+        await self._run_list((*node.path, "on_error"))
+
+    async def _fail_final(self, node: StepNode, error: str) -> None:
+        await self._record(node.key, StepStatus.FAILED, TransitionKind.STEP_FAILED, error=error)
+        raise StepFailed(node.key, error)
+
+    # -- approvals and waits -----------------------------------------------------------------
+
+    async def _run_approval(self, node: StepNode) -> None:
+        approval = node.step.approval
+        assert approval is not None  # noqa: S101
+        state = self.states.get(node.key)
+        if state is None:
+            message = None
+            if approval.message is not None:
+                rendered = render(
+                    self.loaded,
+                    (*node.path, "approval", "message"),
+                    approval.message,
+                    self.variables(),
+                    self.engine.clock.now,
+                )
+                message = str(jsonable(rendered))
+            due = self.engine.clock.now() + approval.timeout
+            await self._record(
+                node.key,
+                StepStatus.WAITING,
+                TransitionKind.STEP_WAITING,
+                due_at=due,
+                inputs={
+                    "group": approval.group,
+                    "approvers": list(approval.approvers),
+                    "message": message,
+                    "approved_by": [],
+                },
+            )
+            state = self.states[node.key]
+        assert state.due_at is not None  # noqa: S101
+        future = self._approvals.setdefault(node.key, asyncio.get_running_loop().create_future())
+        decision = await self._first(future, state.due_at)
+        self._approvals.pop(node.key, None)
+        now = self.engine.clock.now()
+        if decision is None:
+            if approval.on_timeout is ApprovalTimeout.FAIL:
+                await self._fail_final(node, f"nobody decided within {approval.timeout}")
+            approved = approval.on_timeout is ApprovalTimeout.APPROVE
+            outcome: dict[str, JsonValue] = {
+                "approved": approved,
+                "timed_out": True,
+                "decided_by": [],
+                "comment": None,
+                "decided_at": jsonable(now),
+            }
+        else:
+            approved, by, comment = cast(tuple[bool, str, str | None], decision)
+            latest = self.states[node.key]
+            voters = latest.inputs.get("approved_by", []) if isinstance(latest.inputs, dict) else []
+            outcome = {
+                "approved": approved,
+                "timed_out": False,
+                "decided_by": voters if approved else [by],
+                "comment": comment,
+                "decided_at": jsonable(now),
+            }
+        await self._record(
+            node.key, StepStatus.SUCCEEDED, TransitionKind.STEP_SUCCEEDED, output=outcome
+        )
+
+    async def decide(self, key: str, *, approved: bool, by: str, comment: str | None) -> None:
+        """Record one person's decision on a pending approval.
+
+        Raises:
+            ConflictError: no approval is pending under `key`.
+        """
+        state = self.states.get(key)
+        future = self._approvals.get(key)
+        node = self.graph.nodes.get(key)
+        if (
+            state is None
+            or state.status is not StepStatus.WAITING
+            or node is None
+            or node.step.approval is None
+        ):
+            raise ConflictError(f"no approval is pending at step {key!r} of run {self.run.id}")
+        inputs = dict(state.inputs) if isinstance(state.inputs, dict) else {}
+        voters = [str(v) for v in inputs.get("approved_by", []) or [] if isinstance(v, str)]  # type: ignore[union-attr]
+        if approved and by not in voters:
+            voters.append(by)
+        inputs["approved_by"] = list(voters)
+        await self._commit(
+            steps=[replace(state, inputs=inputs)],
+            transitions=[
+                (
+                    TransitionKind.APPROVAL_DECIDED,
+                    key,
+                    None,
+                    {"approved": approved, "by": by, "comment": comment},
+                )
+            ],
+        )
+        enough = len(voters) >= node.step.approval.min_approvals
+        if future is not None and not future.done() and (not approved or enough):
+            future.set_result((approved, by, comment))
+
+    async def _run_wait(self, node: StepNode) -> None:
+        wait = node.step.wait
+        assert wait is not None  # noqa: S101
+        state = self.states.get(node.key)
+        if state is None:
+            now = self.engine.clock.now()
+            if wait.duration is not None:
+                due = now + wait.duration
+            elif wait.until is not None:
+                rendered = render(
+                    self.loaded,
+                    (*node.path, "wait", "until"),
+                    wait.until,
+                    self.variables(),
+                    self.engine.clock.now,
+                )
+                due = _as_time(rendered)
+            else:
+                assert wait.timeout is not None  # noqa: S101
+                due = now + wait.timeout
+            await self._record(
+                node.key,
+                StepStatus.WAITING,
+                TransitionKind.STEP_WAITING,
+                due_at=due,
+            )
+            state = self.states[node.key]
+        assert state.due_at is not None  # noqa: S101
+        event: object = None
+        matched = False
+        if wait.match is not None:
+            # every alert attached since the run started counts: a resolution that arrived
+            # before the wait began must not be missed
+            found = self._matching_event(node, self.attached)
+            if found is not None:
+                matched, event = True, found
+            else:
+                future: asyncio.Future[JsonValue] = asyncio.get_running_loop().create_future()
+                self._event_waiters.append((node.key, future))
+                result = await self._first(future, state.due_at)
+                self._event_waiters = [w for w in self._event_waiters if w[1] is not future]
+                if result is not None:
+                    matched, event = True, result[0] if isinstance(result, tuple) else result
+        timed_out = wait.match is not None and not matched
+        if timed_out and wait.on_timeout is WaitTimeout.FAIL:
+            await self._fail_final(node, f"no matching alert or event within {wait.timeout}")
+        outcome: dict[str, JsonValue] = {
+            "timed_out": timed_out,
+            "event": cast(JsonValue, event),
+            "ended_at": jsonable(self.engine.clock.now()),
+        }
+        await self._record(
+            node.key, StepStatus.SUCCEEDED, TransitionKind.STEP_SUCCEEDED, output=outcome
+        )
+
+    def _matching_event(
+        self, node: StepNode, candidates: Sequence[AttachedAlert]
+    ) -> JsonValue | None:
+        expression = self.loaded.expressions.get((*node.path, "wait", "match"))
+        if expression is None:
+            return None
+        for attached in candidates:
+            variables = {**self.variables(), "event": _event_context(attached.alert)}
+            try:
+                if expression.evaluate(variables, clock=self.engine.clock.now):
+                    return attached.alert
+            except EvaluationError:
+                continue  # an event of another shape does not match
+        return None
+
+    async def attach(self, event: JsonValue) -> None:
+        """A later alert or event joined the run: record it and wake matching waits."""
+        seq = (self.attached[-1].seq if self.attached else 0) + 1
+        attached = AttachedAlert(self.run.id, seq, event)
+        await self._commit(
+            alerts=[attached],
+            transitions=[(TransitionKind.ALERT_ATTACHED, None, None, {"seq": seq})],
+        )
+        self.attached.append(attached)
+        for key, future in list(self._event_waiters):
+            node = self.graph.nodes[key]
+            if not future.done() and self._matching_event(node, [attached]) is not None:
+                future.set_result(event)
+        if _is_resolution(event):
+            self._resolved.set()
+
+    async def abort(self, reason: str) -> None:
+        """Stop the run: no new steps, pending waits end, completed steps are compensated."""
+        if self.run.status.is_terminal or self._aborting.is_set():
+            return
+        self.run = replace(self.run, error=reason)
+        await self._commit(
+            transitions=[(TransitionKind.RUN_ABORT_REQUESTED, None, None, {"reason": reason})]
+        )
+        self._aborting.set()
+
+    async def _first(
+        self,
+        future: asyncio.Future[Any],
+        due: datetime,
+    ) -> object | None:
+        """The future's result, or None when `due` passes first; RunAborted on abort."""
+        timer = asyncio.create_task(self.engine.clock.sleep_until(due))
+        abort = asyncio.create_task(self._aborting.wait())
+        try:
+            waiting: set[asyncio.Future[Any]] = {future, timer, abort}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            abort.cancel()
+        if future in done:
+            result: object = future.result()
+            return result
+        if abort in done:
+            raise RunAborted
+        return None
+
+    # -- escalation ----------------------------------------------------------------------------
+
+    async def _escalation(self, index: int) -> None:
+        rung = self.loaded.playbook.escalate[index]
+        list_path: Path = ("escalate", index, "steps")
+        keys = self.graph.lists.get(list_path, [])
+        fired = any(k in self.states for k in keys)
+        if not fired:
+            due = self.run.created_at + rung.after
+            resolved = asyncio.create_task(self._resolved.wait())
+            try:
+                timer = asyncio.create_task(self.engine.clock.sleep_until(due))
+                done, _ = await asyncio.wait({timer, resolved}, return_when=asyncio.FIRST_COMPLETED)
+                timer.cancel()
+            finally:
+                resolved.cancel()
+            if resolved in done or self._resolved.is_set():
+                return
+            expression = self.loaded.expressions.get(("escalate", index, "unless"))
+            if expression is not None:
+                try:
+                    if expression.evaluate(self.variables(), clock=self.engine.clock.now):
+                        return
+                except EvaluationError as exc:
+                    _log.warning(
+                        "run %s: escalation %d unless failed: %s", self.run.id, index, exc.message
+                    )
+            await self._commit(
+                transitions=[(TransitionKind.ESCALATION_FIRED, None, None, {"rung": index})]
+            )
+        try:
+            await self._run_list(list_path)
+        except (StepFailed, EndRun) as exc:
+            _log.warning("run %s: escalation %d failed: %s", self.run.id, index, exc)
+
+    # -- compensation ------------------------------------------------------------------------
+
+    async def _compensate(self) -> None:
+        done = [
+            state
+            for state in self.states.values()
+            if state.status in (StepStatus.SUCCEEDED, StepStatus.COMPENSATING)
+            and (node := self.graph.nodes.get(node_key_of(state.key))) is not None
+            and node.step.compensate is not None
+            and node.region is Region.MAIN
+            and not (node.step.for_each is not None and state.key == node.key)
+        ]
+        for state in sorted(done, key=lambda s: s.order, reverse=True):
+            await self._attempts.compensate(self.graph.nodes[node_key_of(state.key)], state)
+
+    # -- state and writes ----------------------------------------------------------------------
+
+    def variables(
+        self, *, item: JsonValue = None, index: int | None = None, with_item: bool = False
+    ) -> dict[str, object]:
+        """The names expressions read in this run."""
+        playbook = self.loaded.playbook
+        variables: dict[str, object] = {
+            "alert": self._alert,
+            "alerts": [_event_context(a.alert) for a in self.attached],
+            "steps": self.view,
+            "run": run_view(self.run),
+            "inputs": self.run.inputs,
+            "playbook": {"id": playbook.id, "name": playbook.name, "version": playbook.version},
+            "directory": self.engine.directory,
+        }
+        if "_event" in self.run.inputs:
+            variables["event"] = _event_context(self.run.inputs["_event"])
+        if with_item:
+            variables["item"] = item
+            variables["index"] = index
+        return variables
+
+    def _alert_context(self) -> dict[str, object]:
+        if isinstance(self.run.alert, dict):
+            try:
+                return Alert.model_validate(self.run.alert).context()
+            except ValueError:
+                return dict(self.run.alert)
+        return {}
+
+    def _rebuild_view(self) -> None:
+        self.view.clear()
+        for key, state in self.states.items():
+            node = self.graph.nodes.get(key)
+            if node is not None and node.named:
+                self.view[key] = step_view(state)
+                if state.status is StepStatus.SKIPPED:
+                    for inner in self.graph.descendants(node):
+                        self.view.setdefault(inner, skipped_view())
+
+    async def _skip(self, node: StepNode) -> None:
+        await self._record(node.key, StepStatus.SKIPPED, TransitionKind.STEP_SKIPPED)
+        for inner in self.graph.descendants(node):
+            if self.graph.nodes[inner].named:
+                self.view.setdefault(inner, skipped_view())
+
+    async def _record(
+        self,
+        key: str,
+        status: StepStatus,
+        kind: TransitionKind,
+        *,
+        inputs: JsonValue = None,
+        output: JsonValue = None,
+        error: str | None = None,
+        attempt: int | None = None,
+        due_at: datetime | None = None,
+        data: JsonValue = None,
+        keep_inputs: bool = True,
+    ) -> StepState:
+        """Write one step transition (durably), then make it the step's known state."""
+        now = self.engine.clock.now()
+        previous = self.states.get(key)
+        finished = status.is_finished and status is not StepStatus.CANCELLED
+        if finished and status is StepStatus.SUCCEEDED:
+            self.order += 1
+        state = StepState(
+            run_id=self.run.id,
+            key=key,
+            status=status,
+            attempt=attempt if attempt is not None else (previous.attempt if previous else 0),
+            idempotency_key=previous.idempotency_key if previous else f"{self.run.id}:{key}",
+            inputs=inputs
+            if inputs is not None or not keep_inputs
+            else (previous.inputs if previous else None),
+            output=output,
+            error=error,
+            started_at=previous.started_at if previous and previous.started_at else now,
+            finished_at=now if finished else None,
+            due_at=due_at,
+            order=self.order
+            if status is StepStatus.SUCCEEDED
+            else (previous.order if previous else 0),
+        )
+        detail: dict[str, JsonValue] = (
+            {} if data is None else dict(data) if isinstance(data, dict) else {"data": data}
+        )
+        if error is not None:
+            detail["error"] = error
+        if due_at is not None:
+            detail["due_at"] = jsonable(due_at)
+        await self._commit(steps=[state], transitions=[(kind, key, attempt, detail or None)])
+        return state
+
+    async def _commit(
+        self,
+        *,
+        steps: Sequence[StepState] = (),
+        transitions: Sequence[tuple[TransitionKind, str | None, int | None, JsonValue]] = (),
+        alerts: Sequence[AttachedAlert] = (),
+        run: Run | None = None,
+    ) -> None:
+        now = self.engine.clock.now()
+        records = []
+        for kind, step, attempt, data in transitions:
+            self.seq += 1
+            records.append(Transition(self.run.id, self.seq, now, kind, step, attempt, data))
+        change = Change(
+            runs=[run] if run is not None else [],
+            steps=list(steps),
+            transitions=records,
+            alerts=list(alerts),
+        )
+        await self.engine.store.apply(change)
+        for state in steps:
+            self.states[state.key] = state
+            node = self.graph.nodes.get(state.key)
+            if node is not None and node.named:
+                self.view[state.key] = step_view(state)
+        if run is not None:
+            self.run = run
+        self.engine.notify(self, records)
+
+    async def _set_run(
+        self, status: RunStatus, error: str | None, *, kind: TransitionKind | None = None
+    ) -> None:
+        run = replace(self.run, status=status, error=error, updated_at=self.engine.clock.now())
+        transitions: list[tuple[TransitionKind, str | None, int | None, JsonValue]] = (
+            [(kind, None, None, {"status": status.value, "error": error})] if kind else []
+        )
+        await self._commit(run=run, transitions=transitions)
+
+
+async def _cancel_all(tasks: Iterable[asyncio.Task[None]]) -> None:
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    for task in pending:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+def _event_context(value: JsonValue) -> object:
+    """An attached alert as expressions read it (normalised alerts keep their Severity)."""
+    if isinstance(value, dict) and "format" in value and "raw" in value:
+        try:
+            return Alert.model_validate(value).context()
+        except ValueError:
+            return value
+    return value
+
+
+def _is_resolution(event: JsonValue) -> bool:
+    """An attached alert or event saying the condition cleared (Alertmanager `resolved`, ...)."""
+    if not isinstance(event, dict):
+        return False
+    raw = event.get("raw") if isinstance(event.get("raw"), dict) else event
+    assert isinstance(raw, dict)  # noqa: S101
+    status = raw.get("status")
+    return (isinstance(status, str) and status.lower() in ("resolved", "closed")) or raw.get(
+        "resolved"
+    ) is True
+
+
+def _as_time(value: object) -> datetime:
+    from soar.playbook.expr.timefunctions import timestamp
+
+    try:
+        return timestamp(value)
+    except EvaluationError as exc:
+        raise StepFailed("wait", f"until: {exc.message}") from None
