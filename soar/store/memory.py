@@ -1,0 +1,136 @@
+"""`MemoryStore`: the `Store` protocol in plain dicts, for tests and for measuring the engine alone.
+
+It keeps the same rows as SQLite (see `rows`), so values round-trip exactly as they do there,
+and it checks a whole change before it writes any of it. Nothing survives the process.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from soar.errors import ConflictError, StoreError
+from soar.models.run import Run, RunStatus, Timer, Transition
+from soar.store import rows
+from soar.store.base import Change, RunFilter, RunSnapshot
+
+_TERMINAL = frozenset(s.value for s in RunStatus if s.is_terminal)
+
+
+class MemoryStore:
+    """Runs in dicts. Every method is atomic: none awaits before it has finished its work."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, rows.RunRow] = {}
+        self._steps: dict[str, dict[str, rows.StepRow]] = {}
+        self._transitions: dict[str, dict[int, rows.TransitionRow]] = {}
+        self._timers: dict[str, rows.TimerRow] = {}
+        self._dedup: dict[tuple[str, str], rows.DedupRow] = {}
+        self._alerts: dict[str, dict[int, rows.AlertRow]] = {}
+        self._marks: dict[str, int] = {}
+        self._closed = False
+
+    async def apply(self, change: Change) -> None:
+        """Write `change` whole, or nothing of it.
+
+        Raises:
+            ConflictError: a transition's (run_id, seq) is already recorded or repeats in `change`.
+            StoreError: a value the store cannot hold (naive datetime, non-JSON), or closed.
+        """
+        self._check_open()
+        encoded = rows.encode(change)
+        seen: set[tuple[str, int]] = set()
+        for row in encoded.transitions:
+            key = (row[0], row[1])
+            if key in seen or row[1] in self._transitions.get(row[0], ()):
+                raise ConflictError(f"transition {row[1]} of run {row[0]} is already recorded")
+            seen.add(key)
+        for run in encoded.runs:
+            self._runs[run[0]] = run
+        for step in encoded.steps:
+            self._steps.setdefault(step[0], {})[step[1]] = step
+        for transition in encoded.transitions:
+            self._transitions.setdefault(transition[0], {})[transition[1]] = transition
+        for timer_id in encoded.cancel_timers:
+            self._timers.pop(timer_id, None)
+        for timer in encoded.timers:
+            self._timers[timer[0]] = timer
+        for entry in encoded.dedup:
+            self._dedup[(entry[0], entry[1])] = entry
+        for alert in encoded.alerts:
+            self._alerts.setdefault(alert[0], {})[alert[1]] = alert
+        self._marks.update(encoded.cron_marks)
+
+    async def load_run(self, run_id: str) -> RunSnapshot | None:
+        self._check_open()
+        run = self._runs.get(run_id)
+        if run is None:
+            return None
+        steps = sorted(self._steps.get(run_id, {}).values(), key=lambda s: (s[12], s[1]))
+        alerts = sorted(self._alerts.get(run_id, {}).values(), key=lambda a: a[1])
+        timers = sorted((t for t in self._timers.values() if t[1] == run_id), key=_due_order)
+        return RunSnapshot(
+            run=rows.run_from(run),
+            steps={s[1]: rows.step_from(s) for s in steps},
+            alerts=[rows.alert_from(a) for a in alerts],
+            timers=[rows.timer_from(t) for t in timers],
+            last_seq=max(self._transitions.get(run_id, ()), default=0),
+        )
+
+    async def list_runs(self, run_filter: RunFilter) -> list[Run]:
+        self._check_open()
+        statuses = {s.value for s in run_filter.statuses}
+        since = None if run_filter.since is None else rows.to_micros(run_filter.since)
+        matching = [
+            r
+            for r in self._runs.values()
+            if (run_filter.playbook_id is None or r[1] == run_filter.playbook_id)
+            and (not statuses or r[4] in statuses)
+            and (since is None or r[6] >= since)
+        ]
+        matching.sort(key=lambda r: (r[6], r[0]), reverse=True)
+        return [rows.run_from(r) for r in matching[: max(run_filter.limit, 0)]]
+
+    async def unfinished_runs(self) -> list[str]:
+        self._check_open()
+        unfinished = [r for r in self._runs.values() if r[4] not in _TERMINAL]
+        unfinished.sort(key=lambda r: (r[6], r[0]))
+        return [r[0] for r in unfinished]
+
+    async def transitions(self, run_id: str) -> list[Transition]:
+        self._check_open()
+        timeline = self._transitions.get(run_id, {})
+        return [rows.transition_from(timeline[seq]) for seq in sorted(timeline)]
+
+    async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
+        self._check_open()
+        cutoff = rows.to_micros(now)
+        due = sorted((t for t in self._timers.values() if t[3] <= cutoff), key=_due_order)
+        return [rows.timer_from(t) for t in due[: max(limit, 0)]]
+
+    async def next_timer_due(self) -> datetime | None:
+        self._check_open()
+        if not self._timers:
+            return None
+        return rows.from_micros(min(t[3] for t in self._timers.values()))
+
+    async def find_dedup(self, playbook_id: str, key: str, now: datetime) -> str | None:
+        self._check_open()
+        entry = self._dedup.get((playbook_id, key))
+        if entry is None or entry[3] <= rows.to_micros(now):
+            return None
+        return entry[2]
+
+    async def cron_marks(self) -> dict[str, datetime]:
+        self._check_open()
+        return {p: rows.from_micros(m) for p, m in self._marks.items()}
+
+    async def close(self) -> None:
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the store is closed")
+
+
+def _due_order(timer: rows.TimerRow) -> tuple[int, str]:
+    return (timer[3], timer[0])

@@ -1,0 +1,250 @@
+"""Runs, steps, transitions and timers as flat rows, and back: one encoding for every backend.
+
+Both `MemoryStore` and `SqliteStore` keep these rows, so a value that SQLite would refuse or
+change (a naive datetime, a set, a tuple) is refused or changed the same way by both.
+Datetimes are integer microseconds since the Unix epoch (UTC); JSON is compact text; None is NULL.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, TypeAlias
+
+from pydantic import JsonValue
+
+from soar.errors import StoreError
+from soar.models.run import (
+    AttachedAlert,
+    DedupEntry,
+    Run,
+    RunStatus,
+    StepState,
+    StepStatus,
+    Timer,
+    TimerKind,
+    Transition,
+    TransitionKind,
+    TriggerKind,
+)
+from soar.store.base import Change
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_decode_json = json.loads
+
+# Column order of each table; the SQL in `migrations` and `sqlite` follows it.
+RunRow: TypeAlias = tuple[
+    str, str, int, str, str, str, int, int, str | None, str, str | None, str | None, str | None, int
+]
+StepRow: TypeAlias = tuple[
+    str,
+    str,
+    str,
+    int,
+    str,
+    str | None,
+    str | None,
+    str | None,
+    int,
+    int | None,
+    int | None,
+    int | None,
+    int,
+]
+TransitionRow: TypeAlias = tuple[str, int, int, str, str | None, int | None, str | None]
+TimerRow: TypeAlias = tuple[str, str, str, int, str | None]
+DedupRow: TypeAlias = tuple[str, str, str, int]
+AlertRow: TypeAlias = tuple[str, int, str | None]
+MarkRow: TypeAlias = tuple[str, int]
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the epoch. Raises StoreError for a naive datetime (no time zone)."""
+    if moment.tzinfo is None:
+        raise StoreError(f"naive datetime {moment.isoformat()} (times must be timezone-aware)")
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _opt_micros(moment: datetime | None) -> int | None:
+    return None if moment is None else to_micros(moment)
+
+
+def from_micros(micros: int) -> datetime:
+    """The aware UTC datetime `micros` microseconds after the epoch."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _opt_datetime(micros: int | None) -> datetime | None:
+    return None if micros is None else _EPOCH + timedelta(microseconds=micros)
+
+
+def to_json(value: JsonValue | dict[str, JsonValue]) -> str | None:
+    """Compact JSON text, or None for None. Raises StoreError for values JSON cannot hold."""
+    if value is None:
+        return None
+    try:
+        return _encode_json(value)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"not JSON-serialisable: {exc}") from exc
+
+
+def from_json(text: str | None) -> JsonValue:
+    """The value `to_json` encoded."""
+    return None if text is None else _decode_json(text)
+
+
+def _json_object(text: str) -> dict[str, JsonValue]:
+    return _decode_json(text)  # type: ignore[no-any-return]
+
+
+def run_row(run: Run) -> RunRow:
+    return (
+        run.id,
+        run.playbook_id,
+        run.playbook_version,
+        run.playbook_digest,
+        run.status.value,
+        run.trigger.value,
+        to_micros(run.created_at),
+        to_micros(run.updated_at),
+        to_json(run.alert),
+        to_json(run.inputs) or "{}",
+        run.parent_run,
+        run.parent_step,
+        run.error,
+        1 if run.dry_run else 0,
+    )
+
+
+def run_from(row: tuple[Any, ...]) -> Run:
+    return Run(
+        id=row[0],
+        playbook_id=row[1],
+        playbook_version=row[2],
+        playbook_digest=row[3],
+        status=RunStatus(row[4]),
+        trigger=TriggerKind(row[5]),
+        created_at=from_micros(row[6]),
+        updated_at=from_micros(row[7]),
+        alert=from_json(row[8]),
+        inputs=_json_object(row[9]),
+        parent_run=row[10],
+        parent_step=row[11],
+        error=row[12],
+        dry_run=bool(row[13]),
+    )
+
+
+def step_row(step: StepState) -> StepRow:
+    return (
+        step.run_id,
+        step.key,
+        step.status.value,
+        step.attempt,
+        step.idempotency_key,
+        to_json(step.inputs),
+        to_json(step.output),
+        step.error,
+        1 if step.retryable else 0,
+        _opt_micros(step.started_at),
+        _opt_micros(step.finished_at),
+        _opt_micros(step.due_at),
+        step.order,
+    )
+
+
+def step_from(row: tuple[Any, ...]) -> StepState:
+    return StepState(
+        run_id=row[0],
+        key=row[1],
+        status=StepStatus(row[2]),
+        attempt=row[3],
+        idempotency_key=row[4],
+        inputs=from_json(row[5]),
+        output=from_json(row[6]),
+        error=row[7],
+        retryable=bool(row[8]),
+        started_at=_opt_datetime(row[9]),
+        finished_at=_opt_datetime(row[10]),
+        due_at=_opt_datetime(row[11]),
+        order=row[12],
+    )
+
+
+def transition_row(transition: Transition) -> TransitionRow:
+    return (
+        transition.run_id,
+        transition.seq,
+        to_micros(transition.at),
+        transition.kind.value,
+        transition.step,
+        transition.attempt,
+        to_json(transition.data),
+    )
+
+
+def transition_from(row: tuple[Any, ...]) -> Transition:
+    return Transition(
+        run_id=row[0],
+        seq=row[1],
+        at=from_micros(row[2]),
+        kind=TransitionKind(row[3]),
+        step=row[4],
+        attempt=row[5],
+        data=from_json(row[6]),
+    )
+
+
+def timer_row(timer: Timer) -> TimerRow:
+    return (timer.id, timer.run_id, timer.kind.value, to_micros(timer.due_at), timer.step)
+
+
+def timer_from(row: tuple[Any, ...]) -> Timer:
+    return Timer(
+        id=row[0], run_id=row[1], kind=TimerKind(row[2]), due_at=from_micros(row[3]), step=row[4]
+    )
+
+
+def dedup_row(entry: DedupEntry) -> DedupRow:
+    return (entry.playbook_id, entry.key, entry.run_id, to_micros(entry.expires_at))
+
+
+def alert_row(alert: AttachedAlert) -> AlertRow:
+    return (alert.run_id, alert.seq, to_json(alert.alert))
+
+
+def alert_from(row: tuple[Any, ...]) -> AttachedAlert:
+    return AttachedAlert(run_id=row[0], seq=row[1], alert=from_json(row[2]))
+
+
+@dataclass(slots=True)
+class EncodedChange:
+    """A `Change` as rows, ready to write. Timers are cancelled before they are set, so a
+    change that cancels and re-sets the same timer id leaves it pending."""
+
+    runs: list[RunRow] = field(default_factory=list)
+    steps: list[StepRow] = field(default_factory=list)
+    transitions: list[TransitionRow] = field(default_factory=list)
+    cancel_timers: list[str] = field(default_factory=list)
+    timers: list[TimerRow] = field(default_factory=list)
+    dedup: list[DedupRow] = field(default_factory=list)
+    alerts: list[AlertRow] = field(default_factory=list)
+    cron_marks: list[MarkRow] = field(default_factory=list)
+
+
+def encode(change: Change) -> EncodedChange:
+    """Every row of `change`. Raises StoreError (before anything is written) for a value the
+    store cannot hold: a naive datetime or a value JSON cannot encode."""
+    return EncodedChange(
+        runs=[run_row(r) for r in change.runs],
+        steps=[step_row(s) for s in change.steps],
+        transitions=[transition_row(t) for t in change.transitions],
+        cancel_timers=list(change.cancel_timers),
+        timers=[timer_row(t) for t in change.timers],
+        dedup=[dedup_row(d) for d in change.dedup],
+        alerts=[alert_row(a) for a in change.alerts],
+        cron_marks=[(p, to_micros(m)) for p, m in change.cron_marks.items()],
+    )
