@@ -4,8 +4,9 @@ after a durable backoff; and the compensation that undoes it."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, JsonValue, ValidationError
 
@@ -171,7 +172,7 @@ class Attempts:
             idempotency_key=key,
             settings=engine.connector_settings(spec.connector),
             secrets=engine.secrets_for(spec),
-            logger=logging.getLogger(f"soar.action.{spec.qualified_name}"),
+            logger=_logger(spec.qualified_name),
             clock=engine.clock.now,
             dry_run=self.executor.run.dry_run,
         )
@@ -188,7 +189,7 @@ class Attempts:
             ) from None
         task = asyncio.ensure_future(spec.fn(self._context(spec, key), params))
         try:
-            done, _ = await asyncio.wait({task}, timeout=limit)
+            done = await _within(task, limit)
         except asyncio.CancelledError:
             task.cancel()  # the worker is stopping: the attempt's outcome stays unknown
             raise
@@ -333,6 +334,30 @@ class Attempts:
             output=done.output,
             attempt=done.attempt,
         )
+
+
+@functools.cache
+def _logger(action: str) -> logging.Logger:
+    return logging.getLogger(f"soar.action.{action}")
+
+
+async def _within(task: asyncio.Future[Any], limit: float) -> bool:
+    """Whether `task` ends within `limit` seconds (it is not cancelled here)."""
+    if task.done():
+        return True
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[bool] = loop.create_future()
+
+    def settle(result: bool) -> None:
+        if not waiter.done():
+            waiter.set_result(result)
+
+    task.add_done_callback(lambda _: settle(True))
+    timer = loop.call_later(limit, settle, False)
+    try:
+        return await waiter
+    finally:
+        timer.cancel()
 
 
 def _output(spec: ActionSpec, result: BaseModel) -> JsonValue:

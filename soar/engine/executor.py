@@ -82,6 +82,7 @@ class RunExecutor:
         self._aborting = asyncio.Event()
         self._resolved = asyncio.Event()
         self._attempts = Attempts(self)
+        self._variables: dict[str, object] | None = None
         self._rebuild_view()
 
     # -- the whole run ---------------------------------------------------------------------
@@ -139,14 +140,22 @@ class RunExecutor:
         failure: BaseException | None = None
         while True:
             if failure is None and not self._aborting.is_set():
-                for key in keys:
-                    if key in started:
-                        continue
-                    deps = [d for d in self.graph.nodes[key].deps if d in members]
-                    if all(d in finished for d in deps):
-                        started.add(key)
-                        task = asyncio.create_task(self._run_node(self.graph.nodes[key]))
-                        running[task] = key
+                ready = [
+                    key
+                    for key in keys
+                    if key not in started
+                    and all(d in finished for d in self.graph.nodes[key].deps if d in members)
+                ]
+                if len(ready) == 1 and not running:
+                    # the common case, one step after another: no task, no wait
+                    started.add(ready[0])
+                    await self._run_node(self.graph.nodes[ready[0]])
+                    finished.add(ready[0])
+                    continue
+                for key in ready:
+                    started.add(key)
+                    task = asyncio.create_task(self._run_node(self.graph.nodes[key]))
+                    running[task] = key
             if not running:
                 break
             try:
@@ -629,23 +638,24 @@ class RunExecutor:
     def variables(
         self, *, item: JsonValue = None, index: int | None = None, with_item: bool = False
     ) -> dict[str, object]:
-        """The names expressions read in this run."""
-        playbook = self.loaded.playbook
-        variables: dict[str, object] = {
-            "alert": self._alert,
-            "alerts": [_event_context(a.alert) for a in self.attached],
-            "steps": self.view,
-            "run": run_view(self.run),
-            "inputs": self.run.inputs,
-            "playbook": {"id": playbook.id, "name": playbook.name, "version": playbook.version},
-            "directory": self.engine.directory,
-        }
-        if "_event" in self.run.inputs:
-            variables["event"] = _event_context(self.run.inputs["_event"])
-        if with_item:
-            variables["item"] = item
-            variables["index"] = index
-        return variables
+        """The names expressions read in this run (built once, refreshed when the run or its
+        attached alerts change; `steps` is the live view)."""
+        if self._variables is None:
+            playbook = self.loaded.playbook
+            self._variables = {
+                "alert": self._alert,
+                "alerts": [_event_context(a.alert) for a in self.attached],
+                "steps": self.view,
+                "run": run_view(self.run),
+                "inputs": self.run.inputs,
+                "playbook": {"id": playbook.id, "name": playbook.name, "version": playbook.version},
+                "directory": self.engine.directory,
+            }
+            if "_event" in self.run.inputs:
+                self._variables["event"] = _event_context(self.run.inputs["_event"])
+        if not with_item:
+            return self._variables
+        return {**self._variables, "item": item, "index": index}
 
     def _alert_context(self) -> dict[str, object]:
         if isinstance(self.run.alert, dict):
@@ -746,6 +756,9 @@ class RunExecutor:
                 self.view[state.key] = step_view(state)
         if run is not None:
             self.run = run
+            self._variables = None
+        if alerts:
+            self._variables = None
         self.engine.notify(self, records)
 
     async def _set_run(
