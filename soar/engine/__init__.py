@@ -2,6 +2,6 @@
 
 from soar.engine.clock import Clock, FakeClock, SystemClock
 from soar.engine.engine import Engine
-from soar.engine.executor import RunExecutor
+from soar.engine.executor import CURRENT_RUN, RunExecutor
 
-__all__ = ["Clock", "Engine", "FakeClock", "RunExecutor", "SystemClock"]
+__all__ = ["CURRENT_RUN", "Clock", "Engine", "FakeClock", "RunExecutor", "SystemClock"]

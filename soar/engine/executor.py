@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
     from soar.engine.engine import Engine
 
 _log = logging.getLogger("soar.engine")
+
+CURRENT_RUN: ContextVar[str | None] = ContextVar("soar_current_run", default=None)
+"""The run whose code is executing (set for every task of a run), for log records."""
 
 
 class StepFailed(Exception):
@@ -89,6 +93,7 @@ class RunExecutor:
 
     async def drive(self) -> Run:
         """Run to the end: main flow, escalations beside it, compensation when it fails."""
+        CURRENT_RUN.set(self.run.id)
         try:
             if not self.run.status.is_terminal:
                 await self._drive()

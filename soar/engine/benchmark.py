@@ -1,0 +1,80 @@
+"""`soar bench engine`: N alerts through a four-step playbook of no-op actions on a durable
+store, measured beside the store's raw limits on the same disk (SPEC §12)."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from soar.connectors.core import core
+from soar.connectors.registry import Registry
+from soar.engine.engine import Engine
+from soar.playbook.validate import LoadedPlaybook, validate_text
+from soar.store.base import Store
+
+STEPS = 4
+PLAYBOOK = """\
+id: bench
+name: Four no-op steps
+trigger: {manual: true}
+steps:
+  - {id: s1, action: core.set, with: {values: {n: 1}}}
+  - {id: s2, action: core.set, with: {values: {n: "{{ steps.s1.output.values.n }}"}}}
+  - {id: s3, action: core.set, with: {values: {n: 3}}}
+  - {id: s4, action: core.set, with: {values: {n: 4}}}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineFigures:
+    runs: int
+    seconds: float
+    runs_per_s: float
+    steps_per_s: float
+    p50_ms: float
+    p99_ms: float
+
+
+def bench_playbook(registry: Registry) -> LoadedPlaybook:
+    result = validate_text(PLAYBOOK, file="bench.yaml", registry=registry)
+    assert result.loaded is not None, result.diagnostics  # noqa: S101
+    return result.loaded
+
+
+async def measure(store: Store, *, runs: int, concurrency: int) -> EngineFigures:
+    """Start `runs` runs, at most `concurrency` in flight, and time each to its end."""
+    registry = Registry.of([core])
+    loaded = bench_playbook(registry)
+    engine = Engine(store, registry, [loaded])
+    limit = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async def one() -> None:
+        async with limit:
+            started = time.perf_counter()
+            run_id = await engine.start_run(loaded)
+            await engine.wait_run(run_id)
+            latencies.append(time.perf_counter() - started)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(runs)))
+    seconds = time.perf_counter() - began
+    await engine.stop()
+    latencies.sort()
+    return EngineFigures(
+        runs=runs,
+        seconds=seconds,
+        runs_per_s=runs / seconds,
+        steps_per_s=runs * STEPS / seconds,
+        p50_ms=statistics.median(latencies) * 1000,
+        p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+    )
+
+
+def scratch_dir(parent: Path | None) -> tempfile.TemporaryDirectory[str]:
+    """A directory on the disk being measured (the current one by default)."""
+    return tempfile.TemporaryDirectory(prefix="soar-bench-", dir=parent or Path.cwd())

@@ -1,0 +1,119 @@
+"""SIGKILL a worker at random moments and at chosen points, restart it, repeatedly: in the end
+every run has ended, every effect happened once, every due compensation ran once, and every
+timer fired. The effects are counted by idempotency key in a database of their own."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+WORKER = HERE / "worker.py"
+PLAYBOOK = HERE / "crash.playbook.yaml"
+RUNS = 24
+EFFECT_STEPS = ["one", "many[0]", "many[1]", "many[2]"]
+
+
+def start_worker(tmp_path: Path, crash_at: str | None = None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(HERE.parents[1])}
+    if crash_at:
+        env["SOAR_CRASH_AT"] = crash_at
+    return subprocess.Popen(  # noqa: S603 - our own worker script
+        [
+            sys.executable,
+            str(WORKER),
+            str(tmp_path / "soar.db"),
+            str(tmp_path / "effects.db"),
+            str(PLAYBOOK),
+            str(RUNS),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def run_until_done(
+    tmp_path: Path, *, kills: int, rng: random.Random, crash_at: str | None = None
+) -> int:
+    """Start, kill at random moments `kills` times, then let the last worker finish."""
+    killed = 0
+    for _ in range(kills + 20):
+        worker = start_worker(tmp_path, crash_at)
+        if killed < kills:
+            try:
+                worker.wait(timeout=rng.uniform(0.3, 1.5))
+            except subprocess.TimeoutExpired:
+                worker.send_signal(signal.SIGKILL)
+                worker.wait()
+                killed += 1
+                continue
+        else:
+            worker.wait(timeout=120)
+        out, err = worker.communicate()
+        if worker.returncode == 0:
+            assert b"all runs ended" in out
+            return killed
+        if worker.returncode != -signal.SIGKILL:
+            pytest.fail(f"worker exited {worker.returncode}: {err.decode()[-2000:]}")
+    pytest.fail("the runs never all ended")
+
+
+def check(tmp_path: Path) -> None:
+    store = sqlite3.connect(tmp_path / "soar.db")
+    effects = sqlite3.connect(tmp_path / "effects.db")
+    statuses = dict(store.execute("SELECT id, status FROM runs").fetchall())
+    assert len(statuses) == RUNS
+    expected = {f"run-{i:04d}": ("failed" if i % 4 == 3 else "completed") for i in range(RUNS)}
+    assert statuses == expected
+    done = dict(effects.execute("SELECT key, name FROM effects").fetchall())
+    undone = dict(effects.execute("SELECT key, name FROM undone").fetchall())
+    for run_id, status in expected.items():
+        for step in EFFECT_STEPS:
+            assert f"{run_id}:{step}" in done, f"{run_id}: effect of {step} missing"
+        if status == "completed":
+            assert f"{run_id}:last" in done
+            assert not any(k.startswith(f"{run_id}:") for k in undone), f"{run_id} was compensated"
+        else:
+            assert f"{run_id}:last" not in done
+            for step in EFFECT_STEPS:
+                assert f"{run_id}:{step}~compensate" in undone, f"{run_id}: {step} not compensated"
+    # exactly once: one row per key by construction, and no key outside the expected ones
+    wanted = {f"{r}:{s}" for r in expected for s in EFFECT_STEPS} | {
+        f"{r}:last" for r, s in expected.items() if s == "completed"
+    }
+    assert set(done) == wanted
+    # every timer fired: each run's wait ended and its approval timed out to its default
+    outcomes = store.execute(
+        "SELECT run_id, key, status FROM steps WHERE key IN ('pause', 'ask')"
+    ).fetchall()
+    assert len(outcomes) == 2 * RUNS
+    assert {status for _, _, status in outcomes} == {"succeeded"}
+
+
+@pytest.mark.slow
+def test_random_sigkills_lose_nothing_and_repeat_nothing(tmp_path: Path) -> None:
+    rng = random.Random(int(os.environ.get("SOAR_CRASH_SEED", "7")))
+    killed = run_until_done(tmp_path, kills=6, rng=rng)
+    assert killed == 6
+    check(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "point", ["after_started", "after_effect", "while_waiting", "during_compensation"]
+)
+def test_a_sigkill_at_a_chosen_point_loses_nothing(tmp_path: Path, point: str) -> None:
+    worker = start_worker(tmp_path, crash_at=point)
+    worker.wait(timeout=120)
+    worker.communicate()
+    assert worker.returncode == -signal.SIGKILL, "the chosen point was never reached"
+    run_until_done(tmp_path, kills=0, rng=random.Random(1))
+    check(tmp_path)
