@@ -2,7 +2,59 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from soar.errors import ConfigError
 from soar.store.base import Change, RunFilter, RunSnapshot, Store
 from soar.store.memory import MemoryStore
+from soar.store.probe import RawLimits, raw_sqlite_limits
+from soar.store.sqlite import SqliteStore
 
-__all__ = ["Change", "MemoryStore", "RunFilter", "RunSnapshot", "Store"]
+__all__ = [
+    "Change",
+    "MemoryStore",
+    "RawLimits",
+    "RunFilter",
+    "RunSnapshot",
+    "SqliteStore",
+    "Store",
+    "open_store",
+    "raw_sqlite_limits",
+]
+
+
+@asynccontextmanager
+async def open_store(url: str) -> AsyncIterator[Store]:
+    """Open the store `url` names, and close it (finishing queued writes) on the way out.
+
+    `sqlite:///PATH` (relative; `sqlite:////abs/path` for an absolute one), optionally with
+    `?synchronous=NORMAL`; `memory://` keeps nothing after the block.
+
+    Raises:
+        ConfigError: a URL of no known form, or an unknown option.
+        StoreError: the database cannot be opened.
+    """
+    store: Store
+    if url == "memory://":
+        store = MemoryStore()
+    elif url.startswith("sqlite:///"):
+        path, _, query = url.removeprefix("sqlite:///").partition("?")
+        if not path:
+            raise ConfigError(f"store URL {url!r} names no file")
+        try:
+            options = {k: v[-1] for k, v in parse_qs(query, strict_parsing=bool(query)).items()}
+        except ValueError as exc:
+            raise ConfigError(f"store URL {url!r}: bad query: {exc}") from exc
+        unknown = set(options) - {"synchronous"}
+        if unknown:
+            raise ConfigError(f"store URL {url!r}: unknown option {sorted(unknown)[0]!r}")
+        store = await SqliteStore.open(Path(path), synchronous=options.get("synchronous", "FULL"))
+    else:
+        raise ConfigError(f"store URL {url!r}: expected sqlite:///PATH or memory://")
+    try:
+        yield store
+    finally:
+        await store.close()
