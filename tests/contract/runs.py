@@ -1,0 +1,52 @@
+"""Sample runs, steps and transitions for the store suites, with every field set."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from soar.models.run import (
+    Run,
+    RunStatus,
+    StepState,
+    StepStatus,
+    Transition,
+    TransitionKind,
+    TriggerKind,
+)
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def a_run(
+    run_id: str = "run-1",
+    *,
+    playbook_id: str = "compromised-account",
+    status: RunStatus = RunStatus.RUNNING,
+    created_at: datetime = T0,
+) -> Run:
+    return Run(
+        id=run_id,
+        playbook_id=playbook_id,
+        playbook_version=3,
+        playbook_digest="sha256:ab12",
+        status=status,
+        trigger=TriggerKind.ALERT,
+        created_at=created_at,
+        updated_at=created_at + timedelta(seconds=1),
+        alert={"user": "jdoe", "severity": 7},
+    )
+
+
+def a_step(run_id: str = "run-1", key: str = "disable_account", *, attempt: int = 1) -> StepState:
+    return StepState(
+        run_id=run_id,
+        key=key,
+        status=StepStatus.RUNNING,
+        attempt=attempt,
+        idempotency_key=f"{run_id}/{key}/{attempt}",
+        started_at=T0,
+    )
+
+
+def a_transition(run_id: str = "run-1", seq: int = 1) -> Transition:
+    return Transition(run_id=run_id, seq=seq, at=T0, kind=TransitionKind.STEP_STARTED, step="s")
