@@ -8,7 +8,8 @@ Datetimes are integer microseconds since the Unix epoch (UTC); JSON is compact t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeAlias
 
@@ -220,31 +221,32 @@ def alert_from(row: tuple[Any, ...]) -> AttachedAlert:
     return AttachedAlert(run_id=row[0], seq=row[1], alert=from_json(row[2]))
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class EncodedChange:
     """A `Change` as rows, ready to write. Timers are cancelled before they are set, so a
     change that cancels and re-sets the same timer id leaves it pending."""
 
-    runs: list[RunRow] = field(default_factory=list)
-    steps: list[StepRow] = field(default_factory=list)
-    transitions: list[TransitionRow] = field(default_factory=list)
-    cancel_timers: list[str] = field(default_factory=list)
-    timers: list[TimerRow] = field(default_factory=list)
-    dedup: list[DedupRow] = field(default_factory=list)
-    alerts: list[AlertRow] = field(default_factory=list)
-    cron_marks: list[MarkRow] = field(default_factory=list)
+    runs: Sequence[RunRow] = ()
+    steps: Sequence[StepRow] = ()
+    transitions: Sequence[TransitionRow] = ()
+    cancel_timers: Sequence[str] = ()
+    timers: Sequence[TimerRow] = ()
+    dedup: Sequence[DedupRow] = ()
+    alerts: Sequence[AlertRow] = ()
+    cron_marks: Sequence[MarkRow] = ()
 
 
 def encode(change: Change) -> EncodedChange:
     """Every row of `change`. Raises StoreError (before anything is written) for a value the
     store cannot hold: a naive datetime or a value JSON cannot encode."""
+    # Most changes fill two or three of the eight lists: skip the empty ones cheaply.
     return EncodedChange(
-        runs=[run_row(r) for r in change.runs],
-        steps=[step_row(s) for s in change.steps],
-        transitions=[transition_row(t) for t in change.transitions],
-        cancel_timers=list(change.cancel_timers),
-        timers=[timer_row(t) for t in change.timers],
-        dedup=[dedup_row(d) for d in change.dedup],
-        alerts=[alert_row(a) for a in change.alerts],
-        cron_marks=[(p, to_micros(m)) for p, m in change.cron_marks.items()],
+        [run_row(r) for r in change.runs] if change.runs else (),
+        [step_row(s) for s in change.steps] if change.steps else (),
+        [transition_row(t) for t in change.transitions] if change.transitions else (),
+        change.cancel_timers[:] if change.cancel_timers else (),
+        [timer_row(t) for t in change.timers] if change.timers else (),
+        [dedup_row(d) for d in change.dedup] if change.dedup else (),
+        [alert_row(a) for a in change.alerts] if change.alerts else (),
+        [(p, to_micros(m)) for p, m in change.cron_marks.items()] if change.cron_marks else (),
     )
