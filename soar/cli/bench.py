@@ -10,7 +10,7 @@ import click
 
 from soar.engine.benchmark import EngineFigures, measure, scratch_dir
 from soar.store import MemoryStore, open_store
-from soar.store.probe import raw_sqlite_limits
+from soar.store.probe import RawLimits, raw_sqlite_limits
 
 
 @click.group()
@@ -76,7 +76,7 @@ def engine_command(runs: int, concurrency: int, directory: Path | None, as_json:
 
 async def _bench(
     runs: int, concurrency: int, directory: Path | None
-) -> tuple[EngineFigures, EngineFigures, object]:
+) -> tuple[EngineFigures, EngineFigures, RawLimits]:
     with scratch_dir(directory) as scratch:
         raw = await raw_sqlite_limits(Path(scratch), seconds=1.0)
         async with open_store(f"sqlite:///{scratch}/bench.db") as store:

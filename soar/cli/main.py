@@ -10,8 +10,12 @@ import click
 
 from soar import __version__
 from soar.cli.alert import alert
+from soar.cli.bench import bench
 from soar.cli.connectors import connectors
 from soar.cli.lab import lab
+from soar.cli.run import run_command
+from soar.cli.runs import runs
+from soar.cli.test import cases_command
 from soar.cli.validate import validate
 from soar.config import CONFIG_ENV
 from soar.errors import ConfigError
@@ -35,6 +39,10 @@ cli.add_command(validate)
 cli.add_command(alert)
 cli.add_command(connectors)
 cli.add_command(lab)
+cli.add_command(bench)
+cli.add_command(run_command)
+cli.add_command(runs)
+cli.add_command(cases_command)
 
 
 def main() -> None:

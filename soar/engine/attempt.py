@@ -77,6 +77,7 @@ class Attempts:
         attempt = state.attempt if state is not None else 0
         if state is not None and state.status is StepStatus.RUNNING:
             if state.due_at is not None:  # a retry was due when the worker stopped
+                await ex.flush()
                 await ex.engine.clock.sleep_until(state.due_at)
             elif spec.verify is not None and not ex.run.dry_run:
                 # the attempt was in flight when the worker stopped: did it take effect?
@@ -157,6 +158,7 @@ class Attempts:
                 TransitionKind.STEP_SUCCEEDED,
                 output=output,
                 attempt=attempt,
+                defer=True,  # written with the run's next write, before anything else happens
             )
             return
 

@@ -87,6 +87,8 @@ class RunExecutor:
         self._resolved = asyncio.Event()
         self._attempts = Attempts(self)
         self._variables: dict[str, object] | None = None
+        self._held_steps: list[StepState] = []
+        self._held_transitions: list[Transition] = []
         self._rebuild_view()
 
     # -- the whole run ---------------------------------------------------------------------
@@ -163,6 +165,7 @@ class RunExecutor:
                     running[task] = key
             if not running:
                 break
+            await self.flush()  # nothing held back while steps run side by side
             try:
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             except asyncio.CancelledError:
@@ -328,6 +331,7 @@ class RunExecutor:
                     return
                 try:
                     await self._attempts.run(node, f"{node.key}[{index}]", item=item, index=index)
+                    await self.flush()  # items run side by side: hold nothing back
                 except AttemptFailed as failure:
                     failures.append(f"item {index}: {failure.error}")
 
@@ -573,6 +577,7 @@ class RunExecutor:
         due: datetime,
     ) -> object | None:
         """The future's result, or None when `due` passes first; RunAborted on abort."""
+        await self.flush()
         timer = asyncio.create_task(self.engine.clock.sleep_until(due))
         abort = asyncio.create_task(self._aborting.wait())
         try:
@@ -620,6 +625,7 @@ class RunExecutor:
             )
         try:
             await self._run_list(list_path)
+            await self.flush()
         except (StepFailed, EndRun) as exc:
             _log.warning("run %s: escalation %d failed: %s", self.run.id, index, exc)
 
@@ -699,8 +705,15 @@ class RunExecutor:
         due_at: datetime | None = None,
         data: JsonValue = None,
         keep_inputs: bool = True,
+        defer: bool = False,
     ) -> StepState:
-        """Write one step transition (durably), then make it the step's known state."""
+        """Write one step transition (durably), then make it the step's known state.
+
+        With `defer`, the transition is held and written together with the run's next write
+        (the next step's start, a wait, the run's end), which the caller makes before anything
+        else happens: the next action is never called before it is durable, and a crash before
+        that write only repeats this step under the same idempotency key.
+        """
         now = self.engine.clock.now()
         previous = self.states.get(key)
         finished = status.is_finished and status is not StepStatus.CANCELLED
@@ -731,8 +744,27 @@ class RunExecutor:
             detail["error"] = error
         if due_at is not None:
             detail["due_at"] = jsonable(due_at)
+        if defer:
+            self.seq += 1
+            record = Transition(self.run.id, self.seq, now, kind, key, attempt, detail or None)
+            self._held_steps.append(state)
+            self._held_transitions.append(record)
+            self._know(state)
+            self.engine.notify(self, [record])
+            return state
         await self._commit(steps=[state], transitions=[(kind, key, attempt, detail or None)])
         return state
+
+    async def flush(self) -> None:
+        """Write what `defer` held back, if anything."""
+        if self._held_transitions:
+            await self._commit()
+
+    def _know(self, state: StepState) -> None:
+        self.states[state.key] = state
+        node = self.graph.nodes.get(state.key)
+        if node is not None and node.named:
+            self.view[state.key] = step_view(state)
 
     async def _commit(
         self,
@@ -743,22 +775,21 @@ class RunExecutor:
         run: Run | None = None,
     ) -> None:
         now = self.engine.clock.now()
+        held_steps, self._held_steps = self._held_steps, []
+        held, self._held_transitions = self._held_transitions, []
         records = []
         for kind, step, attempt, data in transitions:
             self.seq += 1
             records.append(Transition(self.run.id, self.seq, now, kind, step, attempt, data))
         change = Change(
             runs=[run] if run is not None else [],
-            steps=list(steps),
-            transitions=records,
+            steps=[*held_steps, *steps],
+            transitions=[*held, *records],
             alerts=list(alerts),
         )
         await self.engine.store.apply(change)
         for state in steps:
-            self.states[state.key] = state
-            node = self.graph.nodes.get(state.key)
-            if node is not None and node.named:
-                self.view[state.key] = step_view(state)
+            self._know(state)
         if run is not None:
             self.run = run
             self._variables = None

@@ -17,7 +17,7 @@ import pytest
 HERE = Path(__file__).parent
 WORKER = HERE / "worker.py"
 PLAYBOOK = HERE / "crash.playbook.yaml"
-RUNS = 24
+RUNS = 48
 EFFECT_STEPS = ["one", "many[0]", "many[1]", "many[2]"]
 
 
@@ -25,6 +25,14 @@ def start_worker(tmp_path: Path, crash_at: str | None = None) -> subprocess.Pope
     env = {**os.environ, "PYTHONPATH": str(HERE.parents[1])}
     if crash_at:
         env["SOAR_CRASH_AT"] = crash_at
+    log = (tmp_path / "worker.log").open("ab")
+    try:
+        return _spawn(tmp_path, env, log)
+    finally:
+        log.close()  # the child keeps its own descriptor
+
+
+def _spawn(tmp_path: Path, env: dict[str, str], log: object) -> subprocess.Popen[bytes]:
     return subprocess.Popen(  # noqa: S603 - our own worker script
         [
             sys.executable,
@@ -35,8 +43,8 @@ def start_worker(tmp_path: Path, crash_at: str | None = None) -> subprocess.Pope
             str(RUNS),
         ],
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=log,  # type: ignore[arg-type]
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -49,7 +57,7 @@ def run_until_done(
         worker = start_worker(tmp_path, crash_at)
         if killed < kills:
             try:
-                worker.wait(timeout=rng.uniform(0.3, 1.5))
+                worker.wait(timeout=rng.uniform(0.15, 0.9))
             except subprocess.TimeoutExpired:
                 worker.send_signal(signal.SIGKILL)
                 worker.wait()
@@ -57,12 +65,12 @@ def run_until_done(
                 continue
         else:
             worker.wait(timeout=120)
-        out, err = worker.communicate()
+        log = (tmp_path / "worker.log").read_text(errors="replace")
         if worker.returncode == 0:
-            assert b"all runs ended" in out
+            assert log.rstrip().endswith("all runs ended")
             return killed
         if worker.returncode != -signal.SIGKILL:
-            pytest.fail(f"worker exited {worker.returncode}: {err.decode()[-2000:]}")
+            pytest.fail(f"worker exited {worker.returncode}: {log[-2000:]}")
     pytest.fail("the runs never all ended")
 
 
@@ -102,7 +110,7 @@ def check(tmp_path: Path) -> None:
 def test_random_sigkills_lose_nothing_and_repeat_nothing(tmp_path: Path) -> None:
     rng = random.Random(int(os.environ.get("SOAR_CRASH_SEED", "7")))
     killed = run_until_done(tmp_path, kills=6, rng=rng)
-    assert killed == 6
+    assert killed >= 3, "the runs ended before the worker could be killed often enough"
     check(tmp_path)
 
 
@@ -113,7 +121,14 @@ def test_random_sigkills_lose_nothing_and_repeat_nothing(tmp_path: Path) -> None
 def test_a_sigkill_at_a_chosen_point_loses_nothing(tmp_path: Path, point: str) -> None:
     worker = start_worker(tmp_path, crash_at=point)
     worker.wait(timeout=120)
-    worker.communicate()
     assert worker.returncode == -signal.SIGKILL, "the chosen point was never reached"
     run_until_done(tmp_path, kills=0, rng=random.Random(1))
     check(tmp_path)
+    if point in ("after_effect", "during_compensation"):
+        # the killed attempt was issued again under the same key, and took effect once
+        kind = "apply" if point == "after_effect" else "undo"
+        effects = sqlite3.connect(tmp_path / "effects.db")
+        repeated = effects.execute(
+            "SELECT key FROM calls WHERE kind = ? GROUP BY key HAVING count(*) > 1", (kind,)
+        ).fetchall()
+        assert repeated, "no attempt was issued twice: the kill did not hit an open attempt"

@@ -16,6 +16,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -49,7 +50,7 @@ def kill_once(effects: Path, point: str) -> None:
 
 
 def effect_db(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, timeout=30)
+    db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("CREATE TABLE IF NOT EXISTS effects (key TEXT PRIMARY KEY, name TEXT)")
     db.execute("CREATE TABLE IF NOT EXISTS undone (key TEXT PRIMARY KEY, name TEXT)")
@@ -60,9 +61,11 @@ def effect_db(path: Path) -> sqlite3.Connection:
 def connector(effects: Path) -> Connector:
     fx = Connector("crashfx", doc="effects recorded by idempotency key")
     db = effect_db(effects)
+    lock = threading.Lock()
 
     def write(sql: str, *args: str) -> None:
-        db.execute(sql, args)
+        with lock:  # one connection, used from worker threads one at a time
+            db.execute(sql, args)
 
     @fx.action(idempotent=True, compensate="crashfx.undo")
     async def apply(ctx: ActionContext, params: Apply) -> Applied:
@@ -116,6 +119,5 @@ async def main(store_path: Path, effects: Path, text: str, count: int) -> int:
 
 if __name__ == "__main__":
     store_arg, effects_arg, playbook_arg, count_arg = sys.argv[1:5]
-    sys.exit(
-        asyncio.run(main(Path(store_arg), Path(effects_arg), Path(playbook_arg), int(count_arg)))
-    )
+    text = Path(playbook_arg).read_text()
+    sys.exit(asyncio.run(main(Path(store_arg), Path(effects_arg), text, int(count_arg))))

@@ -1,0 +1,159 @@
+"""`soar runs`: list runs, show one run's timeline, abort a run, retry a failed run from a step."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict
+
+import click
+
+from soar.config import load_settings
+from soar.connectors.registry import load_registry
+from soar.engine import Engine
+from soar.errors import ConflictError
+from soar.models.run import Run, RunStatus
+from soar.playbook.catalog import find_playbook_files, validate_files
+from soar.store import RunFilter, open_store
+
+
+@click.group()
+def runs() -> None:
+    """Inspect and operate on runs in the configured store."""
+
+
+@runs.command("list")
+@click.option("--playbook", help="Only runs of this playbook.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.value for s in RunStatus]),
+    help="Only runs in this status (repeatable).",
+)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True)
+def list_runs(playbook: str | None, statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """Runs, newest first."""
+    run_filter = RunFilter(
+        playbook_id=playbook, statuses=tuple(RunStatus(s) for s in statuses), limit=limit
+    )
+    found = asyncio.run(_list(run_filter))
+    if as_json:
+        click.echo(json.dumps([_run_json(r) for r in found], indent=2))
+        return
+    for run in found:
+        started = run.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        version = f"{run.playbook_id} v{run.playbook_version}"
+        line = f"{run.id:<34} {started}  {run.status.value:<12} {version}"
+        click.echo(line + (f"  {run.error}" if run.error else ""))
+
+
+async def _list(run_filter: RunFilter) -> list[Run]:
+    async with open_store(load_settings().store) as store:
+        return await store.list_runs(run_filter)
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+def show_run(run_id: str, as_json: bool) -> None:
+    """One run: its steps and its timeline."""
+    document = asyncio.run(_show(run_id))
+    if document is None:
+        raise click.ClickException(f"no run {run_id}")
+    if as_json:
+        click.echo(json.dumps(document, indent=2, default=str))
+        return
+    run = document["run"]
+    assert isinstance(run, dict)  # noqa: S101
+    click.secho(
+        f"run {run['id']}: {run['playbook_id']} v{run['playbook_version']} {run['status']}",
+        bold=True,
+    )
+    if run.get("error"):
+        click.echo(f"  error: {run['error']}")
+    timeline = document["timeline"]
+    assert isinstance(timeline, list)  # noqa: S101
+    for item in timeline:
+        assert isinstance(item, dict)  # noqa: S101
+        label = item.get("step") or "run"
+        attempt = f" (attempt {item['attempt']})" if item.get("attempt") else ""
+        detail = f"  {json.dumps(item['data'])}" if item.get("data") else ""
+        click.echo(f"  {item['seq']:>4}  {item['at']}  {label:<28} {item['kind']}{attempt}{detail}")
+
+
+async def _show(run_id: str) -> dict[str, object] | None:
+    async with open_store(load_settings().store) as store:
+        snapshot = await store.load_run(run_id)
+        if snapshot is None:
+            return None
+        transitions = await store.transitions(run_id)
+    return {
+        "run": _run_json(snapshot.run),
+        "steps": {k: _jsonable(asdict(s)) for k, s in snapshot.steps.items()},
+        "timeline": [_jsonable(asdict(t)) for t in transitions],
+    }
+
+
+@runs.command("abort")
+@click.argument("run_id")
+@click.option("--reason", default="aborted by an operator", show_default=True)
+def abort_run(run_id: str, reason: str) -> None:
+    """Abort a run that no worker is driving: its completed steps are compensated."""
+    status = asyncio.run(_operate(run_id, abort=reason))
+    click.echo(f"run {run_id}: {status}")
+
+
+@runs.command("retry")
+@click.argument("run_id")
+@click.option(
+    "--from", "from_step", default=None, help="Step to resume from (default: the first failed one)."
+)
+def retry_run(run_id: str, from_step: str | None) -> None:
+    """Run a failed run again from a step, without repeating the effects before it."""
+    status = asyncio.run(_operate(run_id, retry_from=from_step, retry=True))
+    click.echo(status)
+
+
+async def _operate(
+    run_id: str, *, abort: str | None = None, retry: bool = False, retry_from: str | None = None
+) -> str:
+    settings = load_settings()
+    registry = load_registry()
+    files, _ = (
+        find_playbook_files([settings.playbooks]) if settings.playbooks.is_dir() else ([], [])
+    )
+    loaded = [r.loaded for r in validate_files(files, registry=registry) if r.loaded is not None]
+    async with open_store(settings.store) as store:
+        engine = Engine(
+            store,
+            registry,
+            loaded,
+            directory=settings.directory,
+            connector_settings=settings.connectors,
+        )
+        try:
+            if retry:
+                new_id = await engine.retry_run(run_id, from_step=retry_from)
+                run = await engine.wait_run(new_id)
+                return f"run {new_id} (retry of {run_id}): {run.status.value}" + (
+                    f": {run.error}" if run.error else ""
+                )
+            await engine.resume(run_id)
+            assert abort is not None  # noqa: S101
+            await engine.abort(run_id, abort)
+            run = await engine.wait_run(run_id)
+            return run.status.value
+        except ConflictError as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            await engine.stop()
+
+
+def _run_json(run: Run) -> dict[str, object]:
+    return _jsonable(asdict(run))
+
+
+def _jsonable(value: dict[str, object]) -> dict[str, object]:
+    return json.loads(json.dumps(value, default=str))  # type: ignore[no-any-return]
