@@ -12,7 +12,9 @@ import click
 from pydantic import JsonValue
 
 from soar.config import Settings, load_settings
+from soar.connectors.catalog import load_catalog
 from soar.connectors.registry import Registry, load_registry
+from soar.connectors.testing import recording_registry
 from soar.engine import Engine, RunExecutor
 from soar.errors import AlertRejected
 from soar.ingest.normalize import normalize
@@ -37,18 +39,33 @@ _STYLE = {
 @click.option("--alert", "alert_file", type=click.File("rb"), help="Alert file (any format) or -.")
 @click.option("--input", "inputs", multiple=True, metavar="NAME=JSON", help="A playbook input.")
 @click.option("--dry-run", is_flag=True, help="Print the planned effects; call nothing.")
+@click.option(
+    "--catalog",
+    "catalogs",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Action catalog (soar connectors --json) for connectors not installed here; "
+    "with --dry-run only, since nothing can be called through a catalog.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
 def run_command(
     playbook: Path,
     alert_file: BinaryIO | None,
     inputs: tuple[str, ...],
     dry_run: bool,
+    catalogs: tuple[Path, ...],
     as_json: bool,
 ) -> None:
     """Run PLAYBOOK once, on the alert in --alert (or by hand, with --input)."""
     settings = load_settings()
     registry = load_registry()
+    if catalogs and not dry_run:
+        raise click.UsageError("--catalog works with --dry-run only")
+    for catalog in catalogs:
+        registry.add_catalog(load_catalog(catalog))
     target, others = load_playbook_set(playbook, settings, registry)
+    if catalogs:  # catalog actions get stand-in declarations; a dry run never calls them
+        registry, _ = recording_registry(registry, {})
     alerts: list[Alert | None] = [None]
     if alert_file is not None:
         try:
@@ -143,11 +160,13 @@ def _print_transitions(executor: RunExecutor, transitions: list[Transition]) -> 
         text = transition.kind.value.replace("_", " ")
         if transition.attempt:
             text += f" (attempt {transition.attempt})"
-        if isinstance(transition.data, dict):
-            if transition.data.get("error"):
-                text += f": {transition.data['error']}"
-            if transition.kind is TransitionKind.RUN_STARTED:
-                text += f" {transition.data.get('playbook')} v{transition.data.get('version')}"
+        data = transition.data if isinstance(transition.data, dict) else {}
+        if transition.kind is TransitionKind.RUN_STARTED:
+            text += f" {data.get('playbook')} v{data.get('version')}"
+        elif transition.kind is TransitionKind.RUN_FINISHED:
+            text += f": {data.get('status')}" + (f" ({data['error']})" if data.get("error") else "")
+        elif data.get("error"):
+            text += f": {data['error']}"
         style = _STYLE.get(transition.kind)
         click.echo(f"  {when}  {label:<28} " + (click.style(text, fg=style) if style else text))
 

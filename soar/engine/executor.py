@@ -382,6 +382,27 @@ class RunExecutor:
     async def _run_approval(self, node: StepNode) -> None:
         approval = node.step.approval
         assert approval is not None  # noqa: S101
+        if self.run.dry_run:  # a dry run assumes the people say yes, and says so
+            assumed: dict[str, JsonValue] = {
+                "approved": True,
+                "timed_out": False,
+                "decided_by": ["dry-run"],
+                "comment": "assumed in a dry run",
+                "decided_at": jsonable(self.engine.clock.now()),
+            }
+            self.effects.append(
+                {
+                    "step": node.key,
+                    "action": "approval",
+                    "target": "group",
+                    "target_value": approval.group,
+                    "inputs": {"approvers": list(approval.approvers), "assumed": "approved"},
+                }
+            )
+            await self._record(
+                node.key, StepStatus.SUCCEEDED, TransitionKind.STEP_SUCCEEDED, output=assumed
+            )
+            return
         state = self.states.get(node.key)
         if state is None:
             message = None
@@ -478,6 +499,16 @@ class RunExecutor:
     async def _run_wait(self, node: StepNode) -> None:
         wait = node.step.wait
         assert wait is not None  # noqa: S101
+        if self.run.dry_run:  # a dry run does not wait: it goes on as if the wait had ended
+            ended: dict[str, JsonValue] = {
+                "timed_out": False,
+                "event": None,
+                "ended_at": jsonable(self.engine.clock.now()),
+            }
+            await self._record(
+                node.key, StepStatus.SUCCEEDED, TransitionKind.STEP_SUCCEEDED, output=ended
+            )
+            return
         state = self.states.get(node.key)
         if state is None:
             now = self.engine.clock.now()
@@ -596,6 +627,8 @@ class RunExecutor:
     # -- escalation ----------------------------------------------------------------------------
 
     async def _escalation(self, index: int) -> None:
+        if self.run.dry_run:
+            return  # a dry run takes no time, so no escalation falls due
         rung = self.loaded.playbook.escalate[index]
         list_path: Path = ("escalate", index, "steps")
         keys = self.graph.lists.get(list_path, [])

@@ -1,0 +1,107 @@
+"""`soar run`: live runs with a timeline on a SQLite store, and dry runs that call nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from soar.cli.main import cli
+from tests.conftest import FIXTURES
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC = FIXTURES / "playbooks" / "spec-example.playbook.yaml"
+CATALOG = FIXTURES / "playbooks" / "spec-catalog.json"
+ALERT = FIXTURES / "playbooks" / "alerts" / "credential-access.json"
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SOAR_STORE", f"sqlite:///{tmp_path}/soar.db")
+    monkeypatch.setenv("SOAR_PLAYBOOKS", str(tmp_path / "none"))
+    monkeypatch.setenv("SOAR_DIRECTORY", json.dumps({"executives": ["ciso@example.org"]}))
+    return CliRunner()
+
+
+def test_a_dry_run_of_the_spec_example_lists_the_effects_in_order(runner: CliRunner) -> None:
+    args = [
+        "run",
+        str(SPEC),
+        "--alert",
+        str(ALERT),
+        "--dry-run",
+        "--catalog",
+        str(CATALOG),
+        "--json",
+    ]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["status"] == "completed"
+    planned = [(e["step"], e["action"]) for e in document["effects"]]
+    assert planned == [
+        ("user", "ldap.get_user"),
+        ("suspend", "ldap.disable_account"),
+        ("approve-isolation", "approval"),
+        ("isolate", "edr.isolate_host"),
+        ("forensics[0]", "forensics.collect"),
+        ("forensics[1]", "forensics.collect"),
+        ("tell-executives", "notify.email"),
+    ]
+    inputs = {e["step"]: e["inputs"] for e in document["effects"]}
+    assert inputs["suspend"] == {"dn": "<steps.user.output.dn>"}
+    assert inputs["isolate"] == {"host": "host-42"}
+    assert inputs["tell-executives"]["to"] == ["ciso@example.org"]
+
+
+def test_a_catalog_cannot_run_live(runner: CliRunner) -> None:
+    result = runner.invoke(
+        cli, ["run", str(SPEC), "--alert", str(ALERT), "--catalog", str(CATALOG)]
+    )
+    assert result.exit_code == 2
+    assert "--dry-run only" in result.output
+
+
+def test_a_live_run_prints_its_timeline_and_is_kept_in_the_store(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    playbook = REPO / "playbooks" / "brute-force-watch" / "playbook.yaml"
+    alert = REPO / "playbooks" / "brute-force-watch" / "alerts" / "generic-brute-force.json"
+    result = runner.invoke(cli, ["run", str(playbook), "--alert", str(alert)])
+    assert result.exit_code == 0, result.output
+    assert "note-accounts[1]" in result.output
+    assert "run finished: completed" in result.output
+    listed = runner.invoke(cli, ["runs", "list", "--json"])
+    (run,) = json.loads(listed.stdout)
+    assert (run["playbook_id"], run["status"]) == ("brute-force-watch", "completed")
+    shown = runner.invoke(cli, ["runs", "show", run["id"], "--json"])
+    timeline = json.loads(shown.stdout)["timeline"]
+    assert timeline[0]["kind"] == "run_started"
+    assert timeline[-1]["kind"] == "run_finished"
+    assert [t["seq"] for t in timeline] == list(range(1, len(timeline) + 1))
+
+
+def test_a_failed_run_is_retried_from_its_failed_step(runner: CliRunner, tmp_path: Path) -> None:
+    playbook = tmp_path / "flaky.playbook.yaml"
+    playbook.write_text(
+        "id: flaky\nname: Flaky\ntrigger: {manual: true}\ninputs:\n  fail: {type: boolean}\nsteps:\n"
+        "  - id: first\n    action: core.set\n    with: {values: {n: 1}}\n"
+        "  - id: second\n    action: core.fail\n    when: inputs.fail\n    with: {message: down}\n"
+    )
+    result = runner.invoke(cli, ["run", str(playbook), "--input", "fail=true", "--json"])
+    assert result.exit_code == 1
+    failed = json.loads(result.stdout)
+    assert failed["status"] == "failed"
+    monkeypatch_dir = tmp_path / "pbs"
+    monkeypatch_dir.mkdir()
+    (monkeypatch_dir / "flaky.playbook.yaml").write_text(playbook.read_text())
+    retried = runner.invoke(
+        cli, ["runs", "retry", failed["run_id"]], env={"SOAR_PLAYBOOKS": str(monkeypatch_dir)}
+    )
+    assert "failed" in retried.output  # the same inputs fail again, from the failed step
+    shown = runner.invoke(cli, ["runs", "list", "--json"])
+    runs = json.loads(shown.stdout)
+    assert len(runs) == 2
