@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, JsonValue, ValidationError
@@ -77,8 +78,7 @@ class Attempts:
         attempt = state.attempt if state is not None else 0
         if state is not None and state.status is StepStatus.RUNNING:
             if state.due_at is not None:  # a retry was due when the worker stopped
-                await ex.flush()
-                await ex.engine.clock.sleep_until(state.due_at)
+                await ex.pause_until(state.due_at)
             elif spec.verify is not None and not ex.run.dry_run:
                 # the attempt was in flight when the worker stopped: did it take effect?
                 found = await self._verify(spec, inputs, state)
@@ -141,7 +141,7 @@ class Attempts:
                         due_at=due,
                         data={"retryable": failure.retryable, "retry_at": jsonable(due)},
                     )
-                    await ex.engine.clock.sleep_until(due)
+                    await ex.pause_until(due)  # an abort ends the wait
                     continue
                 await ex._record(
                     key,
@@ -189,7 +189,19 @@ class Attempts:
             raise AttemptFailed(
                 f"inputs do not fit {spec.qualified_name}: {fields}", retryable=False
             ) from None
-        task = asyncio.ensure_future(spec.fn(self._context(spec, key), params))
+        call = spec.fn(self._context(spec, key), params)
+        if isinstance(call, Coroutine):
+            try:
+                # run the action up to its first pause here: most finish without one, and
+                # then need no task, no timer and no trip round the event loop
+                first = call.send(None)
+            except StopIteration as stop:
+                return _output(spec, stop.value)
+            except BaseException as exc:
+                raise _failure(exc, spec, attempt) from None
+            task = asyncio.ensure_future(_resume(call, first))
+        else:
+            task = asyncio.ensure_future(call)
         try:
             done = await _within(task, limit)
         except asyncio.CancelledError:
@@ -201,15 +213,8 @@ class Attempts:
             raise AttemptFailed(f"timed out after {limit:g}s", retryable=True)
         try:
             result = task.result()
-        except ActionFailed as exc:
-            raise AttemptFailed(str(exc), retryable=exc.retryable) from None
-        except asyncio.CancelledError:
-            raise AttemptFailed("cancelled", retryable=True) from None
-        except Exception as exc:  # the worker's step loop: a failed attempt, never a dead worker
-            _log.warning(
-                "%s attempt %d raised %s", spec.qualified_name, attempt, type(exc).__name__
-            )
-            raise AttemptFailed(f"{type(exc).__name__}: {exc}", retryable=False) from None
+        except BaseException as exc:
+            raise _failure(exc, spec, attempt) from None
         return _output(spec, result)
 
     async def _verify(
@@ -336,6 +341,54 @@ class Attempts:
             output=done.output,
             attempt=done.attempt,
         )
+
+
+def _failure(exc: BaseException, spec: ActionSpec, attempt: int) -> AttemptFailed:
+    """What an action's exception means for the attempt; never decided by message text."""
+    if isinstance(exc, ActionFailed):
+        return AttemptFailed(str(exc), retryable=exc.retryable)
+    if isinstance(exc, asyncio.CancelledError):
+        return AttemptFailed("cancelled", retryable=True)
+    if not isinstance(exc, Exception):
+        raise exc  # KeyboardInterrupt, SystemExit: not the action's failure to report
+    # the worker's step loop: a failed attempt, never a dead worker
+    _log.warning("%s attempt %d raised %s", spec.qualified_name, attempt, type(exc).__name__)
+    return AttemptFailed(f"{type(exc).__name__}: {exc}", retryable=False)
+
+
+async def _resume(coro: Coroutine[Any, Any, BaseModel], first: object) -> BaseModel:
+    """Finish, as a task, an action coroutine that has already run up to its first pause."""
+    return await _Continue(coro, first)
+
+
+class _Continue:
+    """An awaitable that hands the paused coroutine's pending future to the task driving it,
+    then keeps sending and throwing into the coroutine exactly as a task would."""
+
+    def __init__(self, coro: Coroutine[Any, Any, BaseModel], first: object) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, BaseModel]:
+        pending = self._first
+        while True:
+            try:
+                sent = yield pending
+            except GeneratorExit:
+                self._coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    pending = self._coro.throw(exc)
+                except StopIteration as stop:
+                    result: BaseModel = stop.value
+                    return result
+            else:
+                try:
+                    pending = self._coro.send(sent)
+                except StopIteration as stop:
+                    done: BaseModel = stop.value
+                    return done
 
 
 @functools.cache

@@ -80,6 +80,7 @@ class Engine:
         self._cron: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self.unresumable: dict[str, str] = {}
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -99,7 +100,12 @@ class Engine:
         for run_id in await self.store.unfinished_runs():
             snapshot = await self.store.load_run(run_id)
             if snapshot is not None and run_id not in self.executors:
-                await self._spawn(snapshot)
+                try:
+                    await self._spawn(snapshot)
+                except ConflictError as exc:  # its playbook version is not loaded here
+                    self.unresumable[run_id] = str(exc)
+                    _log.error("not resuming: %s", exc)
+                    continue
                 resumed.append(run_id)
         if cron and any(p.playbook.trigger.cron for p in self.playbooks.values()):
             self._cron = asyncio.create_task(self._cron_loop(), name="soar-cron")
@@ -308,9 +314,12 @@ class Engine:
             raise ConflictError(
                 f"run {run_id} is {old.status.value}: only failed or aborted runs are retried"
             )
-        loaded = self.versions.get(old.playbook_digest) or self.playbooks.get(old.playbook_id)
+        loaded = self.versions.get(old.playbook_digest)
         if loaded is None:
-            raise ConflictError(f"playbook {old.playbook_id} is not loaded")
+            raise ConflictError(
+                f"playbook {old.playbook_id} v{old.playbook_version} as run by {run_id} is not "
+                "loaded (a retry continues with the same version)"
+            )
         graph = loaded.graph
         if from_step is None:
             failed = [
@@ -471,6 +480,26 @@ class Engine:
                 parent=(parent.run.id, key),
                 run_id=child_id,
             )
+        elif await self.store.load_run(child_id) is None and child_id not in self.executors:
+            # the worker stopped after recording the child's id, before starting the child
+            loaded = self.playbooks.get(target)
+            recorded = state.inputs if state is not None and isinstance(state.inputs, dict) else {}
+            child_inputs = recorded.get("inputs")
+            if loaded is not None:
+                alert = (
+                    Alert.model_validate(parent.run.alert)
+                    if isinstance(parent.run.alert, dict)
+                    else None
+                )
+                await self.start_run(
+                    loaded,
+                    alert=alert,
+                    inputs=child_inputs if isinstance(child_inputs, dict) else {},
+                    trigger=TriggerKind.PLAYBOOK,
+                    dry_run=parent.run.dry_run,
+                    parent=(parent.run.id, key),
+                    run_id=child_id,
+                )
         child = await self._wait_child(child_id)
         outcome: dict[str, JsonValue] = {
             "run_id": child.id,
@@ -551,10 +580,15 @@ class Engine:
         return executor
 
     async def _spawn(self, snapshot: RunSnapshot) -> RunExecutor:
-        loaded = self.versions.get(snapshot.run.playbook_digest) or self.playbooks.get(
-            snapshot.run.playbook_id
-        )
-        if loaded is None:
+        loaded = self.versions.get(snapshot.run.playbook_digest)
+        if loaded is None:  # never continue a run with another version than the one it began
+            other = self.playbooks.get(snapshot.run.playbook_id)
+            if other is not None:
+                raise ConflictError(
+                    f"run {snapshot.run.id} began on {snapshot.run.playbook_id} "
+                    f"v{snapshot.run.playbook_version} ({snapshot.run.playbook_digest[:19]}), "
+                    f"but v{other.playbook.version} ({other.digest[:19]}) is loaded"
+                )
             raise ConflictError(
                 f"run {snapshot.run.id}: playbook {snapshot.run.playbook_id} is not loaded"
             )

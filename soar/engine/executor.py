@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("soar.engine")
 
+ABORT_KEY = "~abort"
+"""The pseudo-step that records an abort request, so it survives a restart."""
+
 CURRENT_RUN: ContextVar[str | None] = ContextVar("soar_current_run", default=None)
 """The run whose code is executing (set for every task of a run), for log records."""
 
@@ -86,6 +89,10 @@ class RunExecutor:
         self._aborting = asyncio.Event()
         self._resolved = asyncio.Event()
         self._attempts = Attempts(self)
+        if any(_is_resolution(a.alert) for a in self.attached):
+            self._resolved.set()
+        if ABORT_KEY in self.states:
+            self._aborting.set()  # an abort requested before a restart still holds
         self._variables: dict[str, object] | None = None
         self._held_steps: list[StepState] = []
         self._held_transitions: list[Transition] = []
@@ -112,7 +119,9 @@ class RunExecutor:
         status, error = RunStatus.COMPLETED, None
         try:
             if self.run.status is RunStatus.COMPENSATING:
-                status, error = RunStatus.FAILED, self.run.error
+                aborted = ABORT_KEY in self.states
+                status = RunStatus.ABORTED if aborted else RunStatus.FAILED
+                error = self.run.error
             else:
                 await self._run_list(("steps",))
         except EndRun as end:
@@ -121,7 +130,13 @@ class RunExecutor:
         except StepFailed as failure:
             status, error = RunStatus.FAILED, str(failure)
         except RunAborted:
-            status, error = RunStatus.ABORTED, self.run.error or "aborted"
+            request = self.states.get(ABORT_KEY)
+            reason = (
+                request.output.get("reason")
+                if request and isinstance(request.output, dict)
+                else None
+            )
+            status, error = RunStatus.ABORTED, str(reason or "aborted")
         finally:
             for ladder in ladders:
                 ladder.cancel()
@@ -187,7 +202,9 @@ class RunExecutor:
         state = self.states.get(node.key)
         if state is not None and state.status.is_finished:
             if state.status is StepStatus.FAILED and not self._handled(node):
-                raise StepFailed(node.key, state.error or "failed")
+                if node.step.on_error is None:
+                    raise StepFailed(node.key, state.error or "failed")
+                await self._run_list((*node.path, "on_error"))  # fallbacks cut short by a crash
             return
         step = node.step
         if state is None and step.when is not None and not await self._holds(node):
@@ -430,8 +447,19 @@ class RunExecutor:
             )
             state = self.states[node.key]
         assert state.due_at is not None  # noqa: S101
-        future = self._approvals.setdefault(node.key, asyncio.get_running_loop().create_future())
-        decision = await self._first(future, state.due_at)
+        recorded = state.inputs if isinstance(state.inputs, dict) else {}
+        approvers = recorded.get("approved_by") or []
+        deniers = recorded.get("denied_by") or []
+        decision: object | None
+        if isinstance(deniers, list) and deniers:  # decided before a restart
+            decision = (False, str(deniers[0]), None)
+        elif isinstance(approvers, list) and len(approvers) >= approval.min_approvals:
+            decision = (True, str(approvers[-1]), None)
+        else:
+            future = self._approvals.setdefault(
+                node.key, asyncio.get_running_loop().create_future()
+            )
+            decision = await self._first(future, state.due_at)
         self._approvals.pop(node.key, None)
         now = self.engine.clock.now()
         if decision is None:
@@ -481,6 +509,8 @@ class RunExecutor:
         if approved and by not in voters:
             voters.append(by)
         inputs["approved_by"] = list(voters)
+        if not approved:
+            inputs["denied_by"] = [by]
         await self._commit(
             steps=[replace(state, inputs=inputs)],
             transitions=[
@@ -522,7 +552,11 @@ class RunExecutor:
                     self.variables(),
                     self.engine.clock.now,
                 )
-                due = _as_time(rendered)
+                try:
+                    due = _as_time(rendered)
+                except EvaluationError as exc:
+                    await self._fail_final(node, f"until: {exc.message}")
+                    raise AssertionError("unreachable") from None
             else:
                 assert wait.timeout is not None  # noqa: S101
                 due = now + wait.timeout
@@ -549,6 +583,8 @@ class RunExecutor:
                 self._event_waiters = [w for w in self._event_waiters if w[1] is not future]
                 if result is not None:
                     matched, event = True, result[0] if isinstance(result, tuple) else result
+        else:
+            await self.pause_until(state.due_at)
         timed_out = wait.match is not None and not matched
         if timed_out and wait.on_timeout is WaitTimeout.FAIL:
             await self._fail_final(node, f"no matching alert or event within {wait.timeout}")
@@ -596,11 +632,19 @@ class RunExecutor:
         """Stop the run: no new steps, pending waits end, completed steps are compensated."""
         if self.run.status.is_terminal or self._aborting.is_set():
             return
-        self.run = replace(self.run, error=reason)
-        await self._commit(
-            transitions=[(TransitionKind.RUN_ABORT_REQUESTED, None, None, {"reason": reason})]
+        await self._record(
+            ABORT_KEY,
+            StepStatus.SUCCEEDED,
+            TransitionKind.RUN_ABORT_REQUESTED,
+            output={"reason": reason},
+            data={"reason": reason},
         )
         self._aborting.set()
+
+    async def pause_until(self, moment: datetime) -> None:
+        """Sleep until `moment` (durably recorded by the caller); RunAborted on abort."""
+        never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._first(never, moment)
 
     async def _first(
         self,
@@ -874,7 +918,4 @@ def _is_resolution(event: JsonValue) -> bool:
 def _as_time(value: object) -> datetime:
     from soar.playbook.expr.timefunctions import timestamp
 
-    try:
-        return timestamp(value)
-    except EvaluationError as exc:
-        raise StepFailed("wait", f"until: {exc.message}") from None
+    return timestamp(value)

@@ -87,7 +87,8 @@ def test_a_live_run_prints_its_timeline_and_is_kept_in_the_store(
 def test_a_failed_run_is_retried_from_its_failed_step(runner: CliRunner, tmp_path: Path) -> None:
     playbook = tmp_path / "flaky.playbook.yaml"
     playbook.write_text(
-        "id: flaky\nname: Flaky\ntrigger: {manual: true}\ninputs:\n  fail: {type: boolean}\nsteps:\n"
+        "id: flaky\nname: Flaky\ntrigger: {manual: true}\n"
+        "inputs:\n  fail: {type: boolean}\nsteps:\n"
         "  - id: first\n    action: core.set\n    with: {values: {n: 1}}\n"
         "  - id: second\n    action: core.fail\n    when: inputs.fail\n    with: {message: down}\n"
     )
@@ -101,7 +102,15 @@ def test_a_failed_run_is_retried_from_its_failed_step(runner: CliRunner, tmp_pat
     retried = runner.invoke(
         cli, ["runs", "retry", failed["run_id"]], env={"SOAR_PLAYBOOKS": str(monkeypatch_dir)}
     )
-    assert "failed" in retried.output  # the same inputs fail again, from the failed step
-    shown = runner.invoke(cli, ["runs", "list", "--json"])
-    runs = json.loads(shown.stdout)
-    assert len(runs) == 2
+    assert retried.exit_code == 0, retried.output
+    assert "(retry of " in retried.output
+    new_id = retried.output.split()[1]
+    shown = runner.invoke(cli, ["runs", "show", new_id, "--json"])
+    document = json.loads(shown.stdout)
+    (carried,) = [t for t in document["timeline"] if t["kind"] == "run_retried"]
+    assert carried["data"]["from_step"] == "second"
+    assert carried["data"]["carried"] == ["first"]  # not run again
+    started = [t["step"] for t in document["timeline"] if t["kind"] == "step_started"]
+    assert started == ["second"]
+    listed = json.loads(runner.invoke(cli, ["runs", "list", "--json"]).stdout)
+    assert len(listed) == 2

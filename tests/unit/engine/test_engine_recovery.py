@@ -153,3 +153,63 @@ async def test_many_restarts_in_a_row_still_finish_every_run_once(world: World) 
     for run_id in ids:
         for step in ("a", "slow", "c"):
             assert world.effects.effects[f"{run_id}:{step}"] == step
+
+
+async def test_fallbacks_cut_short_by_a_crash_are_finished_after_the_restart(world: World) -> None:
+    loaded = world.load("""\
+id: p
+name: P
+trigger: {manual: true}
+steps:
+  - id: risky
+    action: fx.do
+    with: {name: risky, fail_times: 9, retryable: false}
+    on_error:
+      - id: tell
+        action: fx.do
+        with: {name: tell, seconds: 0.2}
+  - id: after
+    action: fx.do
+    with: {name: after}
+""")
+    run_id = await world.engine.start_run(loaded)
+    await world.until(lambda: world.effects.by_name["tell"] == 1)
+    await world.engine.stop()  # dies while the fallback runs
+    engine = restarted(world)
+    await engine.start()
+    run = await engine.wait_run(run_id)
+    await engine.stop()
+    assert run.status is RunStatus.COMPLETED
+    assert world.effects.order.count("tell") == 1
+    assert world.effects.order[-1] == "after"
+
+
+async def test_approvals_given_before_a_restart_still_count(world: World) -> None:
+    loaded = world.load("""\
+id: p
+name: P
+trigger: {manual: true}
+steps:
+  - id: ask
+    approval: {approvers: [ana, bo], min_approvals: 2, timeout: 1h}
+  - id: go
+    when: steps.ask.output.approved
+    action: fx.do
+    with: {name: "by {{ steps.ask.output.decided_by | join(',') }}"}
+""")
+    run_id = await world.engine.start_run(loaded)
+    await world.until(
+        lambda: run_id in world.engine.executors and "ask" in world.engine.executors[run_id].states
+    )
+    await world.engine.decide(run_id, "ask", approved=True, by="ana")
+    await world.engine.stop()
+    engine = restarted(world)
+    await engine.start()
+    await world.until(
+        lambda: run_id in engine.executors and "ask" in engine.executors[run_id].states
+    )
+    await engine.decide(run_id, "ask", approved=True, by="bo")
+    run = await engine.wait_run(run_id)
+    await engine.stop()
+    assert run.status is RunStatus.COMPLETED
+    assert world.effects.order == ["by ana,bo"]

@@ -582,3 +582,44 @@ steps:
     await world.until(lambda: len(world.effects.order) == 1)
     assert world.effects.order == ["tick 2026-01-05T10:00:00Z"]
     assert (await world.store.cron_marks())["nightly"].hour == 10
+
+
+async def test_a_duration_wait_pauses_until_its_time(world: World) -> None:
+    loaded = world.load(
+        HEAD
+        + """
+steps:
+  - id: pause
+    wait: {duration: 10m}
+  - id: after
+    action: fx.do
+    with: {name: after}
+"""
+    )
+    run_id = await world.engine.start_run(loaded)
+    await world.until(lambda: world.clock.next_wake is not None)
+    await world.clock.advance(timedelta(minutes=9))
+    assert world.effects.order == []
+    await world.clock.advance(timedelta(minutes=1))
+    assert (await world.engine.wait_run(run_id)).status is RunStatus.COMPLETED
+    assert world.effects.order == ["after"]
+
+
+async def test_an_abort_ends_a_retry_backoff_and_no_attempt_follows(world: World) -> None:
+    loaded = world.load(
+        HEAD
+        + """
+steps:
+  - id: flaky
+    action: fx.do
+    with: {name: flaky, fail_times: 9}
+    retry: {attempts: 5, backoff: 1h, jitter: false}
+"""
+    )
+    run_id = await world.engine.start_run(loaded)
+    await world.until(lambda: world.clock.next_wake is not None)
+    await world.engine.abort(run_id, "analyst: false positive")
+    run = await world.engine.wait_run(run_id)
+    assert run.status is RunStatus.ABORTED
+    assert run.error == "analyst: false positive"
+    assert world.effects.calls[f"{run_id}:flaky"] == 1
