@@ -96,6 +96,45 @@ async def _show(run_id: str) -> dict[str, object] | None:
     }
 
 
+@runs.command("resume")
+@click.option("--cron/--no-cron", default=True, show_default=True, help="Also run cron schedules.")
+def resume_runs(cron: bool) -> None:
+    """Drive every unfinished run in the store to its end (after a crash, say), here.
+
+    With --cron (the default) the cron schedules keep running and the command keeps going
+    until interrupted; with --no-cron it ends when the resumed runs have ended.
+    """
+    resumed, unresumable = asyncio.run(_resume(cron))
+    click.echo(f"{resumed} run(s) resumed and driven to their end")
+    for run_id, reason in unresumable.items():
+        click.echo(f"not resumed: {run_id}: {reason}", err=True)
+
+
+async def _resume(cron: bool) -> tuple[int, dict[str, str]]:
+    settings = load_settings()
+    registry = load_registry()
+    files, _ = (
+        find_playbook_files([settings.playbooks]) if settings.playbooks.is_dir() else ([], [])
+    )
+    loaded = [r.loaded for r in validate_files(files, registry=registry) if r.loaded is not None]
+    async with open_store(settings.store) as store:
+        engine = Engine(
+            store,
+            registry,
+            loaded,
+            directory=settings.directory,
+            connector_settings=settings.connectors,
+        )
+        try:
+            resumed = await engine.start(cron=cron)
+            if cron and engine.has_schedules:
+                await asyncio.Event().wait()  # until interrupted
+            await engine.wait_idle()
+            return len(resumed), dict(engine.unresumable)
+        finally:
+            await engine.stop()
+
+
 @runs.command("abort")
 @click.argument("run_id")
 @click.option("--reason", default="aborted by an operator", show_default=True)

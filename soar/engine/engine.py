@@ -89,6 +89,11 @@ class Engine:
         self.playbooks[loaded.playbook.id] = loaded
         self.versions[loaded.digest] = loaded
 
+    @property
+    def has_schedules(self) -> bool:
+        """Whether any loaded playbook starts on a cron schedule."""
+        return any(p.playbook.trigger.cron for p in self.playbooks.values())
+
     def observe(self, observer: Observer) -> None:
         """Call `observer` after every durable write of every run (live timelines)."""
         self._observers.append(observer)

@@ -114,3 +114,46 @@ def test_a_failed_run_is_retried_from_its_failed_step(runner: CliRunner, tmp_pat
     assert started == ["second"]
     listed = json.loads(runner.invoke(cli, ["runs", "list", "--json"]).stdout)
     assert len(listed) == 2
+
+
+def test_runs_left_unfinished_are_resumed_to_their_end(runner: CliRunner, tmp_path: Path) -> None:
+    import asyncio
+
+    from soar.connectors import Registry
+    from soar.connectors.core import core
+    from soar.engine import Engine
+    from soar.playbook.validate import validate_text
+    from soar.store import open_store
+
+    library = tmp_path / "pbs"
+    library.mkdir()
+    text = (
+        "id: slow\nname: Slow\ntrigger: {manual: true}\nsteps:\n"
+        "  - id: nap\n    action: core.sleep\n    with: {seconds: 5}\n"
+        "  - id: done\n    action: core.set\n    with: {values: {ok: true}}\n"
+    )
+    (library / "slow.playbook.yaml").write_text(text.replace("seconds: 5", "seconds: 0.05"))
+
+    async def interrupted() -> str:
+        registry = Registry.of([core])
+        loaded = validate_text(
+            text.replace("seconds: 5", "seconds: 0.05"),
+            file=str(library / "slow.playbook.yaml"),
+            registry=registry,
+        ).loaded
+        assert loaded is not None
+        async with open_store(f"sqlite:///{tmp_path}/soar.db") as store:
+            engine = Engine(store, registry, [loaded])
+            run_id = await engine.start_run(loaded)
+            await asyncio.sleep(0.01)
+            await engine.stop()  # the worker goes away mid-run
+        return run_id
+
+    run_id = asyncio.run(interrupted())
+    result = runner.invoke(
+        cli, ["runs", "resume", "--no-cron"], env={"SOAR_PLAYBOOKS": str(library)}
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 run(s) resumed" in result.output
+    shown = json.loads(runner.invoke(cli, ["runs", "show", run_id, "--json"]).stdout)
+    assert shown["run"]["status"] == "completed"
