@@ -314,6 +314,26 @@ def _connect(path: str, synchronous: str) -> tuple[sqlite3.Connection, sqlite3.C
     return writer, reader
 
 
+_MAX_VARIABLES: Final = 30_000  # below SQLite's 32,766 host parameters per statement
+
+
+def _many(connection: sqlite3.Connection, sql: str, values: Sequence[Sequence[object]]) -> None:
+    """`executemany`, but as multi-row statements: SQLite releases and takes back the GIL per
+    statement, so one statement for many rows keeps the writer from queueing behind the event
+    loop's thread once per row. Rows apply in order: a later upsert of the same key wins."""
+    if len(values) == 1:
+        connection.execute(sql, values[0])
+        return
+    head, _, rest = sql.partition(" VALUES ")
+    group, _, tail = rest.partition(")")
+    group += ")"
+    per = max(1, _MAX_VARIABLES // max(len(values[0]), 1))
+    for start in range(0, len(values), per):
+        chunk = values[start : start + per]
+        statement = f"{head} VALUES {', '.join([group] * len(chunk))}{tail}"
+        connection.execute(statement, [v for row in chunk for v in row])
+
+
 def _write(connection: sqlite3.Connection, changes: list[rows.EncodedChange]) -> None:
     """Every row of `changes`, in their order: a later upsert of the same key wins."""
     if len(changes) == 1:
@@ -328,18 +348,18 @@ def _write(connection: sqlite3.Connection, changes: list[rows.EncodedChange]) ->
         alerts = [a for c in changes for a in c.alerts]
         marks = [m for c in changes for m in c.cron_marks]
     if runs:
-        connection.executemany(_UPSERT_RUN, runs)
+        _many(connection, _UPSERT_RUN, runs)
     if steps:
-        connection.executemany(_UPSERT_STEP, steps)
+        _many(connection, _UPSERT_STEP, steps)
     if transitions:
-        connection.executemany(_INSERT_TRANSITION, transitions)
+        _many(connection, _INSERT_TRANSITION, transitions)
     _write_timers(connection, changes)
     if dedup:
-        connection.executemany(_UPSERT_DEDUP, dedup)
+        _many(connection, _UPSERT_DEDUP, dedup)
     if alerts:
-        connection.executemany(_UPSERT_ALERT, alerts)
+        _many(connection, _UPSERT_ALERT, alerts)
     if marks:
-        connection.executemany(_UPSERT_MARK, marks)
+        _many(connection, _UPSERT_MARK, marks)
 
 
 def _write_timers(connection: sqlite3.Connection, changes: list[rows.EncodedChange]) -> None:
