@@ -64,6 +64,8 @@ def render(
     clock: Callable[[], datetime],
 ) -> object:
     """`value` with every template under `path` evaluated; constants are returned as they are."""
+    if path not in loaded.templated:
+        return value  # no template below: YAML constants are JSON already
     template = loaded.templates.get(path)
     if template is not None:
         return template.evaluate(variables, clock=clock)

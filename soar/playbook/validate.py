@@ -34,6 +34,8 @@ class LoadedPlaybook:
     expressions: Mapping[Path, Expression]
     templates: Mapping[Path, Template]
     graph: StepGraph
+    templated: frozenset[Path] = frozenset()
+    """Every path that has a template at or below it; anything else is a plain constant."""
 
 
 @dataclass(slots=True)
@@ -80,6 +82,7 @@ def validate_text(
             expressions=checker.expressions,
             templates=checker.templates,
             graph=checker.graph,
+            templated=frozenset(p[:i] for p in checker.templates for i in range(len(p) + 1)),
         )
     return result
 
