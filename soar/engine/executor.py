@@ -18,8 +18,8 @@ from pydantic import JsonValue
 
 from soar.engine.attempt import AttemptFailed, Attempts
 from soar.engine.scope import jsonable, node_key_of, render, run_view, skipped_view, step_view
-from soar.errors import ConflictError, EvaluationError
-from soar.models import Alert
+from soar.errors import AccessDenied, ConflictError, EvaluationError
+from soar.models import Alert, Severity
 from soar.models.run import (
     AttachedAlert,
     Run,
@@ -504,6 +504,9 @@ class RunExecutor:
             or node.step.approval is None
         ):
             raise ConflictError(f"no approval is pending at step {key!r} of run {self.run.id}")
+        named = node.step.approval.approvers
+        if named and by not in named:
+            raise AccessDenied(f"{by!r} is not among the approvers of step {key!r}")
         inputs = dict(state.inputs) if isinstance(state.inputs, dict) else {}
         voters = [str(v) for v in inputs.get("approved_by", []) or [] if isinstance(v, str)]  # type: ignore[union-attr]
         if approved and by not in voters:
@@ -894,10 +897,16 @@ async def _cancel_all(tasks: Iterable[asyncio.Task[None]]) -> None:
 
 
 def _event_context(value: JsonValue) -> object:
-    """An attached alert as expressions read it (normalised alerts keep their Severity)."""
+    """An attached alert or event as expressions read it: normalised alerts, and events that
+    carry a `severity`, keep severity ordering."""
     if isinstance(value, dict) and "format" in value and "raw" in value:
         try:
             return Alert.model_validate(value).context()
+        except ValueError:
+            return value
+    if isinstance(value, dict) and isinstance(value.get("severity"), str):
+        try:
+            return {**value, "severity": Severity.parse(value["severity"])}
         except ValueError:
             return value
     return value

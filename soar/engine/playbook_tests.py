@@ -229,8 +229,12 @@ async def _compare(
     for key, wanted in expect.steps.items():
         state = snapshot.steps.get(key)
         if state is None:
-            if wanted.status not in (None, StepStatus.SKIPPED):
-                problems.append(f"step {key}: expected {wanted.status.value}, but it never ran")
+            expects_a_run = wanted.status not in (None, StepStatus.SKIPPED) or any(
+                v is not None for v in (wanted.output, wanted.inputs, wanted.error)
+            )
+            if expects_a_run:
+                what = wanted.status.value if wanted.status else "it to run"
+                problems.append(f"step {key}: expected {what}, but it never ran")
             continue
         if wanted.status is not None and state.status is not wanted.status:
             reason = f" ({state.error})" if state.error else ""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from soar.models import Alert
 from soar.models.run import RunStatus, StepStatus, TransitionKind
 from tests.unit.engine.conftest import World
@@ -623,3 +625,32 @@ steps:
     assert run.status is RunStatus.ABORTED
     assert run.error == "analyst: false positive"
     assert world.effects.calls[f"{run_id}:flaky"] == 1
+
+
+async def test_only_the_named_approvers_may_decide(world: World) -> None:
+    from soar.errors import AccessDenied
+
+    loaded = world.load(
+        HEAD
+        + """
+steps:
+  - id: ask
+    approval: {approvers: [ana], timeout: 15m}
+"""
+    )
+    run_id = await world.engine.start_run(loaded)
+    await world.until(lambda: "ask" in world.engine.executors[run_id].states)
+    with pytest.raises(AccessDenied, match="mallory"):
+        await world.engine.decide(run_id, "ask", approved=True, by="mallory")
+    await world.engine.decide(run_id, "ask", approved=False, by="ana", comment="no")
+    run = await world.engine.wait_run(run_id)
+    snapshot = await world.store.load_run(run_id)
+    assert snapshot is not None
+    assert run.status is RunStatus.COMPLETED
+    assert snapshot.steps["ask"].output == {
+        "approved": False,
+        "timed_out": False,
+        "decided_by": ["ana"],
+        "comment": "no",
+        "decided_at": "2026-01-05T09:00:00Z",
+    }
