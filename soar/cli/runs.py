@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 
 import click
@@ -111,6 +113,17 @@ def resume_runs(cron: bool) -> None:
 
 
 async def _resume(cron: bool) -> tuple[int, dict[str, str]]:
+    async with configured_engine() as engine:
+        resumed = await engine.start(cron=cron)
+        if cron and engine.has_schedules:
+            await asyncio.Event().wait()  # until interrupted
+        await engine.wait_idle()
+        return len(resumed), dict(engine.unresumable)
+
+
+@contextlib.asynccontextmanager
+async def configured_engine() -> AsyncIterator[Engine]:
+    """An engine on the configured store with the configured playbooks; stopped on exit."""
     settings = load_settings()
     registry = load_registry()
     files, _ = (
@@ -126,11 +139,7 @@ async def _resume(cron: bool) -> tuple[int, dict[str, str]]:
             connector_settings=settings.connectors,
         )
         try:
-            resumed = await engine.start(cron=cron)
-            if cron and engine.has_schedules:
-                await asyncio.Event().wait()  # until interrupted
-            await engine.wait_idle()
-            return len(resumed), dict(engine.unresumable)
+            yield engine
         finally:
             await engine.stop()
 
@@ -158,20 +167,7 @@ def retry_run(run_id: str, from_step: str | None) -> None:
 async def _operate(
     run_id: str, *, abort: str | None = None, retry: bool = False, retry_from: str | None = None
 ) -> str:
-    settings = load_settings()
-    registry = load_registry()
-    files, _ = (
-        find_playbook_files([settings.playbooks]) if settings.playbooks.is_dir() else ([], [])
-    )
-    loaded = [r.loaded for r in validate_files(files, registry=registry) if r.loaded is not None]
-    async with open_store(settings.store) as store:
-        engine = Engine(
-            store,
-            registry,
-            loaded,
-            directory=settings.directory,
-            connector_settings=settings.connectors,
-        )
+    async with configured_engine() as engine:
         try:
             if retry:
                 new_id = await engine.retry_run(run_id, from_step=retry_from)
@@ -186,8 +182,6 @@ async def _operate(
             return run.status.value
         except ConflictError as exc:
             raise click.ClickException(str(exc)) from None
-        finally:
-            await engine.stop()
 
 
 def _run_json(run: Run) -> dict[str, object]:

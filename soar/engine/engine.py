@@ -425,35 +425,28 @@ class Engine:
     async def run_child(
         self, parent: RunExecutor, node: StepNode, key: str, *, item: JsonValue, index: int | None
     ) -> None:
-        """Run a sub-playbook for one step instance and wait for it."""
+        """Run a sub-playbook for one step instance and wait for it.
+
+        The child's id and inputs are recorded in the parent before the child starts, so a
+        worker that stops in between starts the same child when it resumes.
+        """
         state = parent.states.get(key)
         target = node.step.playbook
         assert target is not None  # noqa: S101
-        child_id = (
-            state.inputs.get("child")
-            if state is not None and isinstance(state.inputs, dict)
-            else None
-        )
+        loaded = self.playbooks.get(target)
+        if loaded is None:
+            error = f"playbook {target!r} is not loaded"
+            await parent._record(key, StepStatus.FAILED, TransitionKind.STEP_FAILED, error=error)
+            raise AttemptFailed(error, retryable=False)
+        recorded = state.inputs if state is not None and isinstance(state.inputs, dict) else {}
+        child_id = recorded.get("child")
+        inputs = recorded.get("inputs")
         if not isinstance(child_id, str):
-            loaded = self.playbooks.get(target)
-            if loaded is None:
-                await parent._record(
-                    key,
-                    StepStatus.FAILED,
-                    TransitionKind.STEP_FAILED,
-                    error=f"playbook {target!r} is not loaded",
-                )
-                raise AttemptFailed(f"playbook {target!r} is not loaded", retryable=False)
             try:
                 variables = parent.variables(item=item, index=index, with_item=index is not None)
+                with_ = node.step.with_
                 inputs = jsonable(
-                    render(
-                        parent.loaded,
-                        (*node.path, "with"),
-                        node.step.with_,
-                        variables,
-                        self.clock.now,
-                    )
+                    render(parent.loaded, (*node.path, "with"), with_, variables, self.clock.now)
                 )
             except (EvaluationError, ValueError) as exc:
                 error = f"inputs: {getattr(exc, 'message', exc)}"
@@ -461,7 +454,6 @@ class Engine:
                     key, StepStatus.FAILED, TransitionKind.STEP_FAILED, error=error
                 )
                 raise AttemptFailed(error, retryable=False) from None
-            assert isinstance(inputs, dict)  # noqa: S101
             child_id = self._new_id()
             await parent._record(
                 key,
@@ -470,41 +462,21 @@ class Engine:
                 inputs={"child": child_id, "inputs": inputs},
                 attempt=1,
             )
+        if child_id not in self.executors and await self.store.load_run(child_id) is None:
             alert = (
                 Alert.model_validate(parent.run.alert)
                 if isinstance(parent.run.alert, dict)
                 else None
             )
-            # the child's id is recorded in the parent first, so a crash in between is resumable
             await self.start_run(
                 loaded,
                 alert=alert,
-                inputs=inputs,
+                inputs=inputs if isinstance(inputs, dict) else {},
                 trigger=TriggerKind.PLAYBOOK,
                 dry_run=parent.run.dry_run,
                 parent=(parent.run.id, key),
                 run_id=child_id,
             )
-        elif await self.store.load_run(child_id) is None and child_id not in self.executors:
-            # the worker stopped after recording the child's id, before starting the child
-            loaded = self.playbooks.get(target)
-            recorded = state.inputs if state is not None and isinstance(state.inputs, dict) else {}
-            child_inputs = recorded.get("inputs")
-            if loaded is not None:
-                alert = (
-                    Alert.model_validate(parent.run.alert)
-                    if isinstance(parent.run.alert, dict)
-                    else None
-                )
-                await self.start_run(
-                    loaded,
-                    alert=alert,
-                    inputs=child_inputs if isinstance(child_inputs, dict) else {},
-                    trigger=TriggerKind.PLAYBOOK,
-                    dry_run=parent.run.dry_run,
-                    parent=(parent.run.id, key),
-                    run_id=child_id,
-                )
         child = await self._wait_child(child_id)
         outcome: dict[str, JsonValue] = {
             "run_id": child.id,

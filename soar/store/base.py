@@ -79,40 +79,30 @@ class Store(Protocol):
         Raises:
             StoreError: the write failed; nothing of `change` was written.
         """
-        ...
 
     async def load_run(self, run_id: str) -> RunSnapshot | None:
         """The run with its steps, attached alerts and pending timers, or None."""
-        ...
 
     async def list_runs(self, run_filter: RunFilter) -> list[Run]:
         """Runs matching the filter, newest first."""
-        ...
 
     async def unfinished_runs(self) -> list[str]:
         """Ids of the runs not in a terminal state, oldest first (resumed at start-up)."""
-        ...
 
     async def transitions(self, run_id: str) -> list[Transition]:
         """The run's timeline in order."""
-        ...
 
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         """Pending timers due at or before `now`, earliest first."""
-        ...
 
     async def next_timer_due(self) -> datetime | None:
         """When the earliest pending timer is due, or None when there is none."""
-        ...
 
     async def find_dedup(self, playbook_id: str, key: str, now: datetime) -> str | None:
         """The run that alerts with this key join, while its window is open."""
-        ...
 
     async def cron_marks(self) -> dict[str, datetime]:
         """Per playbook, the last cron fire time that was started."""
-        ...
 
     async def close(self) -> None:
         """Finish pending writes and release the backend."""
-        ...
