@@ -64,6 +64,12 @@ async def sleep(ctx: ActionContext, params: SleepInput) -> Nothing:
 
 
 @core.action(idempotent=True, timeout=timedelta(seconds=5))
+async def noop(ctx: ActionContext, params: Nothing) -> Nothing:
+    """Do nothing: a placeholder while a playbook is drafted, and the unit of `soar bench`."""
+    return Nothing()
+
+
+@core.action(idempotent=True, timeout=timedelta(seconds=5))
 async def fail(ctx: ActionContext, params: FailInput) -> Nothing:
     """Fail on purpose: to test `retry`, `on_error` and `compensate`."""
     raise ActionFailed(params.message, retryable=params.retryable)

@@ -22,10 +22,10 @@ id: bench
 name: Four no-op steps
 trigger: {manual: true}
 steps:
-  - {id: s1, action: core.set, with: {values: {n: 1}}}
-  - {id: s2, action: core.set, with: {values: {n: "{{ steps.s1.output.values.n }}"}}}
-  - {id: s3, action: core.set, with: {values: {n: 3}}}
-  - {id: s4, action: core.set, with: {values: {n: 4}}}
+  - {id: s1, action: core.noop}
+  - {id: s2, action: core.noop, when: 'steps.s1.status == "succeeded"'}
+  - {id: s3, action: core.noop}
+  - {id: s4, action: core.noop}
 """
 
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import queue
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -98,6 +99,11 @@ class SqliteStore:
         self._closed = False
         self.commits = 0
         self.changes = 0
+        # The writer thread needs the GIL for a moment per statement. With Python's default
+        # 5 ms switch interval a busy event loop holds every commit back by up to that long,
+        # and runs wait on their commits: measured, 0.3 ms lifts the four-step engine
+        # benchmark from ~770 to ~1,000-1,150 runs/s on 2 cores. Process-wide, only lowered.
+        sys.setswitchinterval(min(sys.getswitchinterval(), _SWITCH_INTERVAL))
         self._thread.start()
 
     @classmethod
@@ -314,6 +320,7 @@ def _connect(path: str, synchronous: str) -> tuple[sqlite3.Connection, sqlite3.C
     return writer, reader
 
 
+_SWITCH_INTERVAL: Final = 0.0003
 _MAX_VARIABLES: Final = 30_000  # below SQLite's 32,766 host parameters per statement
 
 
