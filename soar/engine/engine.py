@@ -11,7 +11,7 @@ import random
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from croniter import croniter
@@ -602,7 +602,13 @@ class Engine:
                 if trigger.cron is None or not loaded.playbook.enabled:
                     continue
                 base = marks.get(loaded.playbook.id, started)
-                due.append((_next_fire(trigger.cron, trigger.timezone, base), loaded))
+                moment = _next_fire(trigger.cron, trigger.timezone, base)
+                now = self.clock.now()
+                if moment < now:  # fires missed while no engine ran: catch up once, the latest
+                    moment = _previous_fire(
+                        trigger.cron, trigger.timezone, now + timedelta(seconds=1)
+                    )
+                due.append((moment, loaded))
             if not due:
                 return
             moment, loaded = min(due, key=lambda d: d[0])
@@ -614,6 +620,15 @@ class Engine:
                 inputs={"_scheduled_for": jsonable(moment)},
                 cron_mark=moment,
             )
+
+
+def _previous_fire(expression: str, timezone: str, before: datetime) -> datetime:
+    from zoneinfo import ZoneInfo
+
+    local = before.astimezone(ZoneInfo(timezone))
+    result = croniter(expression, local).get_prev(datetime)
+    assert isinstance(result, datetime)  # noqa: S101
+    return result.astimezone(before.tzinfo)
 
 
 def _next_fire(expression: str, timezone: str, after: datetime) -> datetime:

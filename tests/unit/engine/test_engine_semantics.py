@@ -654,3 +654,26 @@ steps:
         "comment": "no",
         "decided_at": "2026-01-05T09:00:00Z",
     }
+
+
+async def test_cron_fires_missed_while_down_are_caught_up_once(world: World) -> None:
+    from soar.engine import Engine
+    from soar.store.base import Change
+
+    loaded = world.load("""
+id: hourly
+name: Hourly
+trigger: {cron: "0 * * * *"}
+steps:
+  - id: tick
+    action: fx.do
+    with: {name: "tick {{ run.scheduled_for }}"}
+""")
+    # the last fire started was 24 hours ago; the engine was down since
+    await world.store.apply(Change(cron_marks={"hourly": world.clock.now() - timedelta(hours=24)}))
+    engine = Engine(world.store, world.registry, [loaded], clock=world.clock)
+    await engine.start()
+    await world.until(lambda: len(world.effects.order) >= 1)
+    await world.clock.advance(timedelta(minutes=1))
+    await engine.stop()
+    assert world.effects.order == ["tick 2026-01-05T09:00:00Z"]
