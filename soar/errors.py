@@ -92,6 +92,10 @@ class AlertRejected(SoarError):
         super().__init__(f"{code}: {message}")
 
 
+class BadInputs(SoarError):
+    """A run was asked for with inputs its playbook does not accept (missing, unknown, typed)."""
+
+
 class StoreError(SoarError):
     """The store failed or refused a write."""
 

@@ -16,7 +16,7 @@ from soar.connectors.catalog import load_catalog
 from soar.connectors.registry import Registry, load_registry
 from soar.connectors.testing import recording_registry
 from soar.engine import Engine, RunExecutor
-from soar.errors import AlertRejected
+from soar.errors import AlertRejected, BadInputs
 from soar.ingest.normalize import normalize
 from soar.models import Alert
 from soar.models.run import RunStatus, Transition, TransitionKind, TriggerKind
@@ -73,7 +73,12 @@ def run_command(
         except AlertRejected as exc:
             raise click.ClickException(f"alert rejected: {exc.code.value}: {exc.message}") from None
     values = dict(_parse_input(item) for item in inputs)
-    code = asyncio.run(_run(target, others, alerts, values, settings, registry, dry_run, as_json))
+    try:
+        code = asyncio.run(
+            _run(target, others, alerts, values, settings, registry, dry_run, as_json)
+        )
+    except BadInputs as exc:
+        raise click.ClickException(str(exc)) from None
     sys.exit(code)
 
 

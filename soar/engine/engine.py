@@ -24,7 +24,7 @@ from soar.engine.attempt import AttemptFailed
 from soar.engine.clock import Clock, SystemClock
 from soar.engine.executor import RunExecutor
 from soar.engine.scope import jsonable, render
-from soar.errors import ConflictError, EvaluationError, StoreError
+from soar.errors import BadInputs, ConflictError, EvaluationError, StoreError
 from soar.models import Alert
 from soar.models.run import (
     AttachedAlert,
@@ -169,12 +169,11 @@ class Engine:
         loaded = self.playbooks[playbook] if isinstance(playbook, str) else playbook
         self.versions.setdefault(loaded.digest, loaded)
         now = self.clock.now()
-        values: dict[str, JsonValue] = {
-            k: spec.default
-            for k, spec in loaded.playbook.inputs.items()
-            if spec.default is not None
-        }
-        values.update(inputs or {})
+        values = _checked_inputs(
+            loaded,
+            dict(inputs or {}),
+            internal=trigger not in (TriggerKind.MANUAL, TriggerKind.PLAYBOOK),
+        )
         run = Run(
             id=run_id or self._new_id(),
             playbook_id=loaded.playbook.id,
@@ -620,6 +619,52 @@ class Engine:
                 inputs={"_scheduled_for": jsonable(moment)},
                 cron_mark=moment,
             )
+
+
+_INPUT_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "list": (list,),
+    "object": (dict,),
+}
+
+
+def _checked_inputs(
+    loaded: LoadedPlaybook, given: dict[str, JsonValue], *, internal: bool
+) -> dict[str, JsonValue]:
+    """The run's inputs: defaults filled in, required ones present, types as declared.
+
+    Raises:
+        BadInputs: an input is missing, unknown, or of the wrong type.
+    """
+    declared = loaded.playbook.inputs
+    values: dict[str, JsonValue] = {
+        k: s.default for k, s in declared.items() if s.default is not None
+    }
+    problems = []
+    for name, value in given.items():
+        spec = declared.get(name)
+        if spec is None:
+            if not name.startswith("_"):  # `_event`, `_scheduled_for`: set by the engine
+                problems.append(f"unknown input {name!r}")
+            continue
+        accepted = _INPUT_TYPES[spec.type.value]
+        wrong_bool = isinstance(value, bool) and spec.type.value != "boolean"
+        if not isinstance(value, accepted) or wrong_bool:
+            problems.append(f"input {name!r} must be of type {spec.type.value}")
+            continue
+        values[name] = value
+    for name, value in given.items():
+        if name.startswith("_"):
+            values[name] = value
+    for name, spec in declared.items():
+        if spec.required and name not in values and not internal:
+            problems.append(f"missing required input {name!r}")
+    if problems:
+        raise BadInputs(f"{loaded.playbook.id}: " + "; ".join(problems))
+    return values
 
 
 def _previous_fire(expression: str, timezone: str, before: datetime) -> datetime:

@@ -23,7 +23,7 @@ from soar.connectors.registry import Registry
 from soar.connectors.testing import CallLog, RecordedResponse, recording_registry
 from soar.engine.clock import FakeClock
 from soar.engine.engine import Engine
-from soar.errors import ConflictError, ConnectorError
+from soar.errors import BadInputs, ConflictError, ConnectorError
 from soar.models import Alert
 from soar.models.run import RunStatus, StepStatus
 from soar.playbook.durations import parse_duration
@@ -148,7 +148,11 @@ async def run_case(
         new_id=lambda: f"test-run-{next(counter)}",
     )
     try:
-        run_id = await engine.start_run(loaded, alert=alert, inputs=case.inputs)
+        try:
+            run_id = await engine.start_run(loaded, alert=alert, inputs=case.inputs)
+        except BadInputs as exc:
+            outcome.problems.append(f"inputs: {exc}")
+            return outcome
         await _drive(engine, run_id, case, clock)
         await _compare(engine, run_id, case, log, outcome)
     finally:

@@ -157,3 +157,25 @@ def test_runs_left_unfinished_are_resumed_to_their_end(runner: CliRunner, tmp_pa
     assert "1 run(s) resumed" in result.output
     shown = json.loads(runner.invoke(cli, ["runs", "show", run_id, "--json"]).stdout)
     assert shown["run"]["status"] == "completed"
+
+
+def test_inputs_are_checked_before_a_run_starts(runner: CliRunner, tmp_path: Path) -> None:
+    playbook = tmp_path / "typed.playbook.yaml"
+    playbook.write_text(
+        "id: typed\nname: Typed\ntrigger: {manual: true}\n"
+        "inputs:\n  host: {required: true}\n  count: {type: integer, default: 1}\n"
+        'steps:\n  - id: a\n    action: core.log\n    with: {message: "{{ inputs.host }}"}\n'
+    )
+    missing = runner.invoke(cli, ["run", str(playbook)])
+    assert missing.exit_code == 1
+    assert "missing required input 'host'" in missing.output
+    typed = runner.invoke(
+        cli, ["run", str(playbook), "--input", "host=web-1", "--input", "count=lots"]
+    )
+    assert "input 'count' must be of type integer" in typed.output
+    unknown = runner.invoke(
+        cli, ["run", str(playbook), "--input", "host=web-1", "--input", "hots=x"]
+    )
+    assert "unknown input 'hots'" in unknown.output
+    ok = runner.invoke(cli, ["run", str(playbook), "--input", "host=web-1", "--json"])
+    assert ok.exit_code == 0, ok.output
