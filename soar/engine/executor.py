@@ -508,7 +508,8 @@ class RunExecutor:
         if named and by not in named:
             raise AccessDenied(f"{by!r} is not among the approvers of step {key!r}")
         inputs = dict(state.inputs) if isinstance(state.inputs, dict) else {}
-        voters = [str(v) for v in inputs.get("approved_by", []) or [] if isinstance(v, str)]  # type: ignore[union-attr]
+        prior = inputs.get("approved_by")
+        voters = [v for v in prior if isinstance(v, str)] if isinstance(prior, list) else []
         if approved and by not in voters:
             voters.append(by)
         inputs["approved_by"] = list(voters)
