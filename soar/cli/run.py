@@ -172,6 +172,8 @@ def _print_transitions(executor: RunExecutor, transitions: list[Transition]) -> 
             text += f": {data.get('status')}" + (f" ({data['error']})" if data.get("error") else "")
         elif data.get("error"):
             text += f": {data['error']}"
+        if transition.kind is TransitionKind.STEP_WAITING and data.get("due_at"):
+            text += f" until {data['due_at']}"
         style = _STYLE.get(transition.kind)
         click.echo(f"  {when}  {label:<28} " + (click.style(text, fg=style) if style else text))
 
