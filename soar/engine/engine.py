@@ -24,7 +24,7 @@ from soar.engine.attempt import AttemptFailed
 from soar.engine.clock import Clock, SystemClock
 from soar.engine.executor import RunExecutor
 from soar.engine.scope import jsonable, render
-from soar.errors import BadInputs, ConflictError, EvaluationError, StoreError
+from soar.errors import BadInputs, ConflictError, EvaluationError
 from soar.models import Alert
 from soar.models.run import (
     AttachedAlert,
@@ -167,6 +167,36 @@ class Engine:
     ) -> str:
         """Record a new run durably and start driving it; returns its id."""
         loaded = self.playbooks[playbook] if isinstance(playbook, str) else playbook
+        run, started = self._new_run(
+            loaded,
+            alert=alert,
+            inputs=inputs,
+            trigger=trigger,
+            dry_run=dry_run,
+            parent=parent,
+            run_id=run_id,
+        )
+        change = Change(runs=[run], transitions=[started])
+        if dedup is not None:
+            change.dedup.append(DedupEntry(loaded.playbook.id, dedup[0], run.id, dedup[1]))
+        if cron_mark is not None:
+            change.cron_marks[loaded.playbook.id] = cron_mark
+        await self.store.apply(change)
+        await self._spawn(RunSnapshot(run=run, steps={}, alerts=[], timers=[], last_seq=1))
+        return run.id
+
+    def _new_run(
+        self,
+        loaded: LoadedPlaybook,
+        *,
+        alert: Alert | None = None,
+        inputs: Mapping[str, JsonValue] | None = None,
+        trigger: TriggerKind = TriggerKind.MANUAL,
+        dry_run: bool = False,
+        parent: tuple[str, str] | None = None,
+        run_id: str | None = None,
+    ) -> tuple[Run, Transition]:
+        """A new run and its `run_started` transition, not yet written."""
         self.versions.setdefault(loaded.digest, loaded)
         now = self.clock.now()
         values = _checked_inputs(
@@ -197,17 +227,7 @@ class Engine:
         }
         if alert is not None:
             data["alert_id"] = alert.id
-        change = Change(
-            runs=[run],
-            transitions=[Transition(run.id, 1, now, TransitionKind.RUN_STARTED, data=data)],
-        )
-        if dedup is not None:
-            change.dedup.append(DedupEntry(loaded.playbook.id, dedup[0], run.id, dedup[1]))
-        if cron_mark is not None:
-            change.cron_marks[loaded.playbook.id] = cron_mark
-        await self.store.apply(change)
-        await self._spawn(RunSnapshot(run=run, steps={}, alerts=[], timers=[], last_seq=1))
-        return run.id
+        return run, Transition(run.id, 1, now, TransitionKind.RUN_STARTED, data=data)
 
     async def submit_alert(self, alert: Alert) -> list[str]:
         """Start (or, inside a dedup window, join) one run per playbook whose trigger matches.
@@ -507,25 +527,23 @@ class Engine:
         self._children.setdefault(child_id, []).append(future)
         return await future
 
-    async def run_finished(self, executor: RunExecutor) -> None:
-        """A run reached a terminal state: wake its parent, tell event-triggered playbooks."""
-        run = executor.run
-        for future in self._children.pop(run.id, []):
-            if not future.done():
-                future.set_result(run)
-        if run.dry_run or run.trigger is TriggerKind.EVENT:
-            return
-        event_name = "run.failed" if run.status is not RunStatus.COMPLETED else "run.completed"
+    def follow_ups(self, executor: RunExecutor, final: Run) -> list[tuple[Run, Transition]]:
+        """The runs of event-triggered playbooks that `final` (a run about to end) starts.
+        They are written in the same write as the run's end, so none is lost to a crash."""
+        if final.dry_run or final.trigger is TriggerKind.EVENT:
+            return []
+        event_name = "run.failed" if final.status is not RunStatus.COMPLETED else "run.completed"
         event: dict[str, JsonValue] = {
             "type": event_name,
-            "run_id": run.id,
-            "playbook": run.playbook_id,
-            "version": run.playbook_version,
-            "status": run.status.value,
-            "error": run.error,
-            "severity": (run.alert or {}).get("severity") if isinstance(run.alert, dict) else None,
-            "alert": run.alert,
+            "run_id": final.id,
+            "playbook": final.playbook_id,
+            "version": final.playbook_version,
+            "status": final.status.value,
+            "error": final.error,
+            "severity": final.alert.get("severity") if isinstance(final.alert, dict) else None,
+            "alert": final.alert,
         }
+        runs = []
         for loaded in list(self.playbooks.values()):
             trigger = loaded.playbook.trigger
             if (
@@ -542,10 +560,19 @@ class Engine:
                     continue
             except EvaluationError:
                 continue
-            try:
-                await self.start_run(loaded, inputs={"_event": event}, trigger=TriggerKind.EVENT)
-            except StoreError:
-                _log.exception("could not start %s for %s", loaded.playbook.id, event_name)
+            runs.append(self._new_run(loaded, inputs={"_event": event}, trigger=TriggerKind.EVENT))
+        return runs
+
+    async def run_finished(
+        self, executor: RunExecutor, follow_ups: list[tuple[Run, Transition]]
+    ) -> None:
+        """A run reached a terminal state (durably): wake its parent, start its follow-ups."""
+        run = executor.run
+        for future in self._children.pop(run.id, []):
+            if not future.done():
+                future.set_result(run)
+        for follow, _ in follow_ups:
+            await self._spawn(RunSnapshot(run=follow, steps={}, alerts=[], timers=[], last_seq=1))
 
     # -- internals -----------------------------------------------------------------------------
 

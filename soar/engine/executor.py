@@ -147,8 +147,10 @@ class RunExecutor:
             if self.run.status is not RunStatus.COMPENSATING:
                 await self._set_run(RunStatus.COMPENSATING, error)
             await self._compensate()
-        await self._set_run(status, error, kind=TransitionKind.RUN_FINISHED)
-        await self.engine.run_finished(self)
+        final = replace(self.run, status=status, error=error)
+        follow_ups = self.engine.follow_ups(self, final)
+        await self._set_run(status, error, kind=TransitionKind.RUN_FINISHED, also=follow_ups)
+        await self.engine.run_finished(self, follow_ups)
 
     # -- lists of steps ----------------------------------------------------------------------
 
@@ -854,7 +856,9 @@ class RunExecutor:
         transitions: Sequence[tuple[TransitionKind, str | None, int | None, JsonValue]] = (),
         alerts: Sequence[AttachedAlert] = (),
         run: Run | None = None,
+        also: Sequence[tuple[Run, Transition]] = (),
     ) -> None:
+        """Write this run's changes (and, with `also`, new runs started by them) atomically."""
         now = self.engine.clock.now()
         held_steps, self._held_steps = self._held_steps, []
         held, self._held_transitions = self._held_transitions, []
@@ -863,9 +867,9 @@ class RunExecutor:
             self.seq += 1
             records.append(Transition(self.run.id, self.seq, now, kind, step, attempt, data))
         change = Change(
-            runs=[run] if run is not None else [],
+            runs=([run] if run is not None else []) + [r for r, _ in also],
             steps=[*held_steps, *steps],
-            transitions=[*held, *records],
+            transitions=[*held, *records, *(t for _, t in also)],
             alerts=list(alerts),
         )
         await self.engine.store.apply(change)
@@ -879,13 +883,18 @@ class RunExecutor:
         self.engine.notify(self, records)
 
     async def _set_run(
-        self, status: RunStatus, error: str | None, *, kind: TransitionKind | None = None
+        self,
+        status: RunStatus,
+        error: str | None,
+        *,
+        kind: TransitionKind | None = None,
+        also: Sequence[tuple[Run, Transition]] = (),
     ) -> None:
         run = replace(self.run, status=status, error=error, updated_at=self.engine.clock.now())
         transitions: list[tuple[TransitionKind, str | None, int | None, JsonValue]] = (
             [(kind, None, None, {"status": status.value, "error": error})] if kind else []
         )
-        await self._commit(run=run, transitions=transitions)
+        await self._commit(run=run, transitions=transitions, also=also)
 
 
 async def _cancel_all(tasks: Iterable[asyncio.Task[None]]) -> None:

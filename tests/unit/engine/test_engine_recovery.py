@@ -213,3 +213,38 @@ steps:
     await engine.stop()
     assert run.status is RunStatus.COMPLETED
     assert world.effects.order == ["by ana,bo"]
+
+
+async def test_a_follow_up_run_is_written_with_the_end_of_the_failed_run(world: World) -> None:
+    world.load("""\
+id: on-failure
+name: On failure
+trigger: {event: run.failed}
+steps:
+  - id: hold
+    wait: {duration: 1h}
+""")
+    loaded = world.load("""\
+id: p
+name: P
+trigger: {manual: true}
+steps:
+  - id: boom
+    action: fx.do
+    with: {name: boom, fail_times: 9, retryable: false}
+""")
+    run_id = await world.engine.start_run(loaded)
+    assert (await world.engine.wait_run(run_id)).status is RunStatus.FAILED
+    await world.engine.stop()  # the worker goes away right after the run failed
+    follow = [r for r in await world.store.unfinished_runs() if r != run_id]
+    assert len(follow) == 1  # the follow-up was recorded with the failure, not after it
+    snapshot = await world.store.load_run(follow[0])
+    assert snapshot is not None
+    assert snapshot.run.playbook_id == "on-failure"
+    assert snapshot.run.inputs["_event"]["run_id"] == run_id  # type: ignore[index,call-overload]
+    engine = restarted(world)
+    assert await engine.start() == follow
+    await world.until(lambda: world.clock.next_wake is not None)
+    await world.clock.advance(timedelta(hours=1))
+    assert (await engine.wait_run(follow[0])).status is RunStatus.COMPLETED
+    await engine.stop()
