@@ -79,6 +79,13 @@ def run_command(
         )
     except BadInputs as exc:
         raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo(
+            "\ninterrupted: the run is kept in the store as it stands; "
+            "`soar runs resume` continues it, `soar runs abort RUN` undoes it",
+            err=True,
+        )
+        sys.exit(130)
     sys.exit(code)
 
 
