@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import BinaryIO
@@ -73,6 +74,8 @@ def run_command(
         except AlertRejected as exc:
             raise click.ClickException(f"alert rejected: {exc.code.value}: {exc.message}") from None
     values = dict(_parse_input(item) for item in inputs)
+    if not as_json:
+        _show_action_logs()
     try:
         code = asyncio.run(
             _run(target, others, alerts, values, settings, registry, dry_run, as_json)
@@ -183,6 +186,20 @@ def _print_transitions(executor: RunExecutor, transitions: list[Transition]) -> 
             text += f" until {data['due_at']}"
         style = _STYLE.get(transition.kind)
         click.echo(f"  {when}  {label:<28} " + (click.style(text, fg=style) if style else text))
+
+
+class _Echo(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"  {'':12}  {'':<28} log: {record.getMessage()}")
+
+
+def _show_action_logs() -> None:
+    """What actions log (core.log, connectors' messages) appears in the timeline."""
+    actions = logging.getLogger("soar.action")
+    if not any(isinstance(h, _Echo) for h in actions.handlers):
+        actions.addHandler(_Echo())
+    actions.setLevel(logging.INFO)
+    actions.propagate = False
 
 
 def _print_effects(effects: list[dict[str, JsonValue]]) -> None:
