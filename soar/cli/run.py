@@ -140,6 +140,12 @@ async def _run(
             directory=settings.directory,
             connector_settings=settings.connectors,
         )
+        seen: dict[str, RunExecutor] = {}
+
+        def remember(executor: RunExecutor, _: list[Transition]) -> None:
+            seen.setdefault(executor.run.id, executor)
+
+        engine.observe(remember)
         if not as_json:
             engine.observe(_print_transitions)
         for alert in alerts:
@@ -147,8 +153,8 @@ async def _run(
             run_id = await engine.start_run(
                 target, alert=alert, inputs=inputs, trigger=trigger, dry_run=dry_run
             )
-            executor = engine.executors.get(run_id)
             run = await engine.wait_run(run_id)
+            executor = seen.get(run_id)
             effects = executor.effects if executor is not None else []
             results.append(
                 {

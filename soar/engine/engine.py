@@ -181,8 +181,12 @@ class Engine:
             change.dedup.append(DedupEntry(loaded.playbook.id, dedup[0], run.id, dedup[1]))
         if cron_mark is not None:
             change.cron_marks[loaded.playbook.id] = cron_mark
-        await self.store.apply(change)
-        await self._spawn(RunSnapshot(run=run, steps={}, alerts=[], timers=[], last_seq=1))
+        # the run's record is written with its first step transition, one write instead of two;
+        # this returns once that write is durable
+        executor = await self._spawn(
+            RunSnapshot(run=run, steps={}, alerts=[], timers=[], last_seq=1), creation=change
+        )
+        await asyncio.shield(executor.created)
         return run.id
 
     def _new_run(
@@ -582,7 +586,7 @@ class Engine:
             raise ConflictError(f"run {run_id} is not active on this worker")
         return executor
 
-    async def _spawn(self, snapshot: RunSnapshot) -> RunExecutor:
+    async def _spawn(self, snapshot: RunSnapshot, *, creation: Change | None = None) -> RunExecutor:
         loaded = self.versions.get(snapshot.run.playbook_digest)
         if loaded is None:  # never continue a run with another version than the one it began
             other = self.playbooks.get(snapshot.run.playbook_id)
@@ -595,7 +599,7 @@ class Engine:
             raise ConflictError(
                 f"run {snapshot.run.id}: playbook {snapshot.run.playbook_id} is not loaded"
             )
-        executor = RunExecutor(self, loaded, snapshot)
+        executor = RunExecutor(self, loaded, snapshot, creation=creation)
         self.executors[snapshot.run.id] = executor
         task: asyncio.Task[object] = asyncio.create_task(
             self._drive(executor), name=f"run-{snapshot.run.id}"

@@ -18,7 +18,7 @@ from pydantic import JsonValue
 
 from soar.engine.attempt import AttemptFailed, Attempts
 from soar.engine.scope import jsonable, node_key_of, render, run_view, skipped_view, step_view
-from soar.errors import AccessDenied, ConflictError, EvaluationError
+from soar.errors import AccessDenied, ConflictError, EvaluationError, StoreError
 from soar.models import Alert, Severity
 from soar.models.run import (
     AttachedAlert,
@@ -71,7 +71,14 @@ class RunAborted(Exception):
 class RunExecutor:
     """Drives one run to a terminal state. All writes of a run go through its executor."""
 
-    def __init__(self, engine: Engine, loaded: LoadedPlaybook, snapshot: RunSnapshot) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        loaded: LoadedPlaybook,
+        snapshot: RunSnapshot,
+        *,
+        creation: Change | None = None,
+    ) -> None:
         self.engine = engine
         self.loaded = loaded
         self.graph = loaded.graph
@@ -96,6 +103,12 @@ class RunExecutor:
         self._variables: dict[str, object] | None = None
         self._held_steps: list[StepState] = []
         self._held_transitions: list[Transition] = []
+        # A new run's own record (run row, `run_started`, dedup entry, cron mark) rides with its
+        # first step transition; whoever started the run awaits `created` for it to be durable.
+        self._creation = creation
+        self.created: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if creation is None:
+            self.created.set_result(None)
         self._rebuild_view()
 
     # -- the whole run ---------------------------------------------------------------------
@@ -107,6 +120,8 @@ class RunExecutor:
             if not self.run.status.is_terminal:
                 await self._drive()
         finally:
+            if not self.created.done():
+                self.created.set_exception(StoreError(f"run {self.run.id} was not recorded"))
             if not self.finished.done():
                 self.finished.set_result(self.run)
         return self.run
@@ -866,13 +881,34 @@ class RunExecutor:
         for kind, step, attempt, data in transitions:
             self.seq += 1
             records.append(Transition(self.run.id, self.seq, now, kind, step, attempt, data))
+        creation, self._creation = self._creation, None
         change = Change(
-            runs=([run] if run is not None else []) + [r for r, _ in also],
+            runs=[
+                *(creation.runs if creation else []),
+                *([run] if run else []),
+                *(r for r, _ in also),
+            ],
             steps=[*held_steps, *steps],
-            transitions=[*held, *records, *(t for _, t in also)],
+            transitions=[
+                *(creation.transitions if creation else []),
+                *held,
+                *records,
+                *(t for _, t in also),
+            ],
             alerts=list(alerts),
+            dedup=creation.dedup if creation else [],
+            cron_marks=creation.cron_marks if creation else {},
         )
-        await self.engine.store.apply(change)
+        try:
+            await self.engine.store.apply(change)
+        except BaseException as exc:
+            if creation is not None and not self.created.done():
+                self.created.set_exception(
+                    exc if isinstance(exc, Exception) else StoreError("stopped")
+                )
+            raise
+        if creation is not None and not self.created.done():
+            self.created.set_result(None)
         for state in steps:
             self._know(state)
         if run is not None:

@@ -558,11 +558,13 @@ steps:
     with: {name: "{{ steps.first.output.name }}"}
 """
     )
+    seen: list[object] = []
+    world.engine.observe(lambda executor, _: seen.append(executor))
     run_id = await world.engine.start_run(loaded, dry_run=True)
-    executor = world.engine.executors[run_id]
     assert (await world.engine.wait_run(run_id)).status is RunStatus.COMPLETED
+    executor = seen[0]
     assert world.effects.calls == {}
-    assert [(e["action"], e["inputs"]) for e in executor.effects] == [
+    assert [(e["action"], e["inputs"]) for e in executor.effects] == [  # type: ignore[attr-defined]
         ("fx.do", {"name": "one"}),
         ("fx.do", {"name": "<steps.first.output.name>"}),
     ]
