@@ -236,8 +236,8 @@ class Checker:
             ),
             (
                 "retry",
-                step.retry is not None and not runs_something,
-                "retry applies to an action or a sub-playbook",
+                step.retry is not None and step.action is None,
+                "retry applies to an action (a sub-playbook's steps have their own retries)",
             ),
             (
                 "compensate",
@@ -253,6 +253,11 @@ class Checker:
                 "timeout",
                 step.timeout is not None and (step.approval is not None or step.wait is not None),
                 "put the timeout inside the approval or wait",
+            ),
+            (
+                "timeout",
+                step.timeout is not None and step.playbook is not None,
+                "a sub-playbook runs to its own end: put timeouts on its steps",
             ),
         ]
         for key, broken, message in rules:

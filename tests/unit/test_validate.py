@@ -190,6 +190,11 @@ CASES = [
         id="needs-self",
     ),
     pytest.param(
+        "- id: a\n  playbook: other\n  retry: {attempts: 2}\n  timeout: 5m\n",
+        "8:5: retry applies to an action",
+        id="retry-on-sub-playbook",
+    ),
+    pytest.param(
         "- id: a\n  action: core.log\n  with: {message: x}\n  concurrency: 3\n",
         "9:5: concurrency limits a for_each; this step has none",
         id="concurrency-without-loop",
