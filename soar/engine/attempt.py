@@ -83,43 +83,18 @@ class Attempts:
                 # the attempt was in flight when the worker stopped: did it take effect?
                 found = await self._verify(spec, inputs, state)
                 if found is not None:
-                    await ex._record(
-                        key,
-                        StepStatus.SUCCEEDED,
-                        TransitionKind.STEP_SUCCEEDED,
-                        output=found,
-                        attempt=attempt,
-                        data={"verified": True},
-                    )
+                    await ex.succeeded(key, found, attempt=attempt, data={"verified": True})
                     return
         policy = step.retry
         timeout = step.timeout or spec.timeout
         while True:
             attempt += 1
-            state = await ex._record(
-                key, StepStatus.RUNNING, TransitionKind.STEP_STARTED, inputs=inputs, attempt=attempt
-            )
+            state = await ex.started(key, inputs, attempt)
             if ex.run.dry_run:
                 output = placeholder_output(spec.output_schema, f"steps.{key}.output")
-                ex.effects.append(
-                    {
-                        "step": key,
-                        "action": spec.qualified_name,
-                        "target": spec.target.value,
-                        "target_value": inputs.get(spec.target_field)
-                        if spec.target_field
-                        else None,
-                        "inputs": inputs,
-                    }
-                )
-                await ex._record(
-                    key,
-                    StepStatus.SUCCEEDED,
-                    TransitionKind.STEP_SUCCEEDED,
-                    output=output,
-                    attempt=attempt,
-                    data={"dry_run": True},
-                )
+                target = inputs.get(spec.target_field) if spec.target_field else None
+                ex.plan(key, spec.qualified_name, spec.target.value, target, inputs)
+                await ex.succeeded(key, output, attempt=attempt, data={"dry_run": True})
                 return
             try:
                 output = await self._call(
@@ -152,14 +127,8 @@ class Attempts:
                     data={"retryable": failure.retryable},
                 )
                 raise
-            await ex._record(
-                key,
-                StepStatus.SUCCEEDED,
-                TransitionKind.STEP_SUCCEEDED,
-                output=output,
-                attempt=attempt,
-                defer=True,  # written with the run's next write, before anything else happens
-            )
+            # written with the run's next write, before anything else happens
+            await ex.succeeded(key, output, attempt=attempt, defer=True)
             return
 
     async def _fail(self, key: str, error: str, *, attempt: int) -> None:
@@ -284,23 +253,9 @@ class Attempts:
             attempt = previous.attempt if previous is not None else 0
             while True:
                 attempt += 1
-                state = await ex._record(
-                    key,
-                    StepStatus.RUNNING,
-                    TransitionKind.STEP_STARTED,
-                    inputs=inputs,
-                    attempt=attempt,
-                )
+                state = await ex.started(key, inputs, attempt)
                 if ex.run.dry_run:
-                    ex.effects.append(
-                        {
-                            "step": key,
-                            "action": spec.qualified_name,
-                            "target": spec.target.value,
-                            "target_value": None,
-                            "inputs": inputs,
-                        }
-                    )
+                    ex.plan(key, spec.qualified_name, spec.target.value, None, inputs)
                     output: JsonValue = None
                     break
                 try:
@@ -317,13 +272,7 @@ class Attempts:
                         attempt=attempt,
                     )
                     raise
-            await ex._record(
-                key,
-                StepStatus.SUCCEEDED,
-                TransitionKind.STEP_SUCCEEDED,
-                output=output,
-                attempt=attempt,
-            )
+            await ex.succeeded(key, output, attempt=attempt)
         except AttemptFailed as failure:
             await ex._record(
                 done.key,

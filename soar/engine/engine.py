@@ -507,9 +507,7 @@ class Engine:
             "error": child.error,
         }
         if child.status is RunStatus.COMPLETED:
-            await parent._record(
-                key, StepStatus.SUCCEEDED, TransitionKind.STEP_SUCCEEDED, output=outcome
-            )
+            await parent.succeeded(key, outcome)
             return
         await parent._record(
             key,

@@ -228,12 +228,7 @@ class RunExecutor:
             await self._skip(node)
             return
         if step.end is not None:
-            await self._record(
-                node.key,
-                StepStatus.SUCCEEDED,
-                TransitionKind.STEP_SUCCEEDED,
-                output={"end": step.end.value},
-            )
+            await self.succeeded(node.key, {"end": step.end.value})
             raise EndRun(
                 RunStatus.COMPLETED if step.end is EndStatus.COMPLETED else RunStatus.FAILED
             )
@@ -290,9 +285,7 @@ class RunExecutor:
         else:
             for other in range(len(node.step.branch or [])):
                 self._mark_skipped_list((*node.path, "branch", other))
-            await self._record(
-                node.key, StepStatus.SUCCEEDED, TransitionKind.STEP_SUCCEEDED, output={"case": None}
-            )
+            await self.succeeded(node.key, {"case": None})
 
     async def _choose_case(self, node: StepNode) -> int | None:
         for index, case in enumerate(node.step.branch or []):
@@ -323,9 +316,7 @@ class RunExecutor:
                 node.key, StepStatus.FAILED, TransitionKind.STEP_FAILED, error=failure.error
             )
             raise
-        await self._record(
-            node.key, StepStatus.SUCCEEDED, TransitionKind.STEP_SUCCEEDED, output=output
-        )
+        await self.succeeded(node.key, output)
 
     def _mark_skipped_list(self, case_path: Path) -> None:
         for key, other in self.graph.nodes.items():
@@ -385,9 +376,7 @@ class RunExecutor:
                 error=failures[0],
             )
             raise AttemptFailed(failures[0], retryable=False)
-        await self._record(
-            node.key, StepStatus.SUCCEEDED, TransitionKind.STEP_SUCCEEDED, output=outputs
-        )
+        await self.succeeded(node.key, outputs)
 
     def _items(self, node: StepNode) -> list[JsonValue]:
         raw = node.step.for_each
@@ -424,18 +413,14 @@ class RunExecutor:
                 "comment": "assumed in a dry run",
                 "decided_at": jsonable(self.engine.clock.now()),
             }
-            self.effects.append(
-                {
-                    "step": node.key,
-                    "action": "approval",
-                    "target": "group",
-                    "target_value": approval.group,
-                    "inputs": {"approvers": list(approval.approvers), "assumed": "approved"},
-                }
+            self.plan(
+                node.key,
+                "approval",
+                "group",
+                approval.group,
+                {"approvers": list(approval.approvers), "assumed": "approved"},
             )
-            await self._record(
-                node.key, StepStatus.SUCCEEDED, TransitionKind.STEP_SUCCEEDED, output=assumed
-            )
+            await self.succeeded(node.key, assumed)
             return
         state = self.states.get(node.key)
         if state is None:
@@ -501,9 +486,7 @@ class RunExecutor:
                 "comment": comment,
                 "decided_at": jsonable(now),
             }
-        await self._record(
-            node.key, StepStatus.SUCCEEDED, TransitionKind.STEP_SUCCEEDED, output=outcome
-        )
+        await self.succeeded(node.key, outcome)
 
     async def decide(self, key: str, *, approved: bool, by: str, comment: str | None) -> None:
         """Record one person's decision on a pending approval.
@@ -556,9 +539,7 @@ class RunExecutor:
                 "event": None,
                 "ended_at": jsonable(self.engine.clock.now()),
             }
-            await self._record(
-                node.key, StepStatus.SUCCEEDED, TransitionKind.STEP_SUCCEEDED, output=ended
-            )
+            await self.succeeded(node.key, ended)
             return
         state = self.states.get(node.key)
         if state is None:
@@ -614,9 +595,7 @@ class RunExecutor:
             "event": cast(JsonValue, event),
             "ended_at": jsonable(self.engine.clock.now()),
         }
-        await self._record(
-            node.key, StepStatus.SUCCEEDED, TransitionKind.STEP_SUCCEEDED, output=outcome
-        )
+        await self.succeeded(node.key, outcome)
 
     def _matching_event(
         self, node: StepNode, candidates: Sequence[AttachedAlert]
@@ -852,6 +831,44 @@ class RunExecutor:
             return state
         await self._commit(steps=[state], transitions=[(kind, key, attempt, detail or None)])
         return state
+
+    async def succeeded(
+        self,
+        key: str,
+        output: JsonValue,
+        *,
+        attempt: int | None = None,
+        data: JsonValue = None,
+        defer: bool = False,
+    ) -> StepState:
+        """Record that step instance `key` succeeded with `output`."""
+        return await self._record(
+            key,
+            StepStatus.SUCCEEDED,
+            TransitionKind.STEP_SUCCEEDED,
+            output=output,
+            attempt=attempt,
+            data=data,
+            defer=defer,
+        )
+
+    async def started(self, key: str, inputs: JsonValue, attempt: int) -> StepState:
+        """Record that attempt `attempt` of step instance `key` starts, with its inputs."""
+        return await self._record(
+            key, StepStatus.RUNNING, TransitionKind.STEP_STARTED, inputs=inputs, attempt=attempt
+        )
+
+    def plan(self, key: str, action: str, target: str, value: JsonValue, inputs: JsonValue) -> None:
+        """Note an effect a dry run would have had."""
+        self.effects.append(
+            {
+                "step": key,
+                "action": action,
+                "target": target,
+                "target_value": value,
+                "inputs": inputs,
+            }
+        )
 
     async def flush(self) -> None:
         """Write what `defer` held back, if anything."""
