@@ -20,6 +20,13 @@ def bench() -> None:
 
 @bench.command("engine")
 @click.option("--runs", default=2000, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option(
+    "--warmup",
+    default=200,
+    show_default=True,
+    type=click.IntRange(0, 1_000_000),
+    help="Untimed runs first, on each store.",
+)
 @click.option("--concurrency", default=64, show_default=True, type=click.IntRange(1, 10_000))
 @click.option(
     "--dir",
@@ -29,9 +36,11 @@ def bench() -> None:
     help="Where the store file goes (default: the current directory's disk).",
 )
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the figures.")
-def engine_command(runs: int, concurrency: int, directory: Path | None, as_json: bool) -> None:
+def engine_command(
+    runs: int, warmup: int, concurrency: int, directory: Path | None, as_json: bool
+) -> None:
     """N runs of a four-step no-op playbook on the durable SQLite store."""
-    result = asyncio.run(_bench(runs, concurrency, directory))
+    result = asyncio.run(_bench(runs, warmup, concurrency, directory))
     durable, memory, raw = result
     rows = [
         ("durable SQLite store", durable),
@@ -61,6 +70,7 @@ def engine_command(runs: int, concurrency: int, directory: Path | None, as_json:
                     "scenario": "engine",
                     "runs": durable.runs,
                     "concurrency": concurrency,
+                    "warmup": warmup,
                     "runs_per_s": round(durable.runs_per_s, 1),
                     "steps_per_s": round(durable.steps_per_s, 1),
                     "p50_ms": round(durable.p50_ms, 3),
@@ -75,11 +85,11 @@ def engine_command(runs: int, concurrency: int, directory: Path | None, as_json:
 
 
 async def _bench(
-    runs: int, concurrency: int, directory: Path | None
+    runs: int, warmup: int, concurrency: int, directory: Path | None
 ) -> tuple[EngineFigures, EngineFigures, RawLimits]:
     with scratch_dir(directory) as scratch:
         raw = await raw_sqlite_limits(Path(scratch), seconds=1.0)
         async with open_store(f"sqlite:///{scratch}/bench.db") as store:
-            durable = await measure(store, runs=runs, concurrency=concurrency)
-    memory = await measure(MemoryStore(), runs=runs, concurrency=concurrency)
+            durable = await measure(store, runs=runs, concurrency=concurrency, warmup=warmup)
+    memory = await measure(MemoryStore(), runs=runs, concurrency=concurrency, warmup=warmup)
     return durable, memory, raw

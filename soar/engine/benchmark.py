@@ -45,23 +45,30 @@ def bench_playbook(registry: Registry) -> LoadedPlaybook:
     return result.loaded
 
 
-async def measure(store: Store, *, runs: int, concurrency: int) -> EngineFigures:
-    """Start `runs` runs, at most `concurrency` in flight, and time each to its end."""
+async def measure(store: Store, *, runs: int, concurrency: int, warmup: int = 0) -> EngineFigures:
+    """Start `runs` runs, at most `concurrency` in flight, and time each to its end, after
+    `warmup` untimed runs (first calls, a new database file growing)."""
     registry = Registry.of([core])
     loaded = bench_playbook(registry)
     engine = Engine(store, registry, [loaded])
-    limit = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
+    remaining = warmup
 
-    async def one() -> None:
-        async with limit:
+    async def client() -> None:
+        # `concurrency` clients, each starting its next run when its last one ends: the load
+        # generator costs one task per client, not one per run
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
             started = time.perf_counter()
-            run_id = await engine.start_run(loaded)
-            await engine.wait_run(run_id)
+            await engine.run_to_end(loaded)
             latencies.append(time.perf_counter() - started)
 
+    await asyncio.gather(*(client() for _ in range(min(concurrency, warmup))))
+    latencies.clear()
+    remaining = runs
     began = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(runs)))
+    await asyncio.gather(*(client() for _ in range(min(concurrency, runs))))
     seconds = time.perf_counter() - began
     await engine.stop()
     latencies.sort()

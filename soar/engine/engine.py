@@ -166,6 +166,44 @@ class Engine:
         run_id: str | None = None,
     ) -> str:
         """Record a new run durably and start driving it; returns its id."""
+        executor = await self._start(
+            playbook,
+            alert=alert,
+            inputs=inputs,
+            trigger=trigger,
+            dry_run=dry_run,
+            parent=parent,
+            dedup=dedup,
+            cron_mark=cron_mark,
+            run_id=run_id,
+        )
+        return executor.run.id
+
+    async def run_to_end(
+        self,
+        playbook: str | LoadedPlaybook,
+        *,
+        alert: Alert | None = None,
+        inputs: Mapping[str, JsonValue] | None = None,
+        dry_run: bool = False,
+    ) -> Run:
+        """Start a manual run and wait for its end (tests, `soar bench`)."""
+        executor = await self._start(playbook, alert=alert, inputs=inputs, dry_run=dry_run)
+        return await asyncio.shield(executor.finished)
+
+    async def _start(
+        self,
+        playbook: str | LoadedPlaybook,
+        *,
+        alert: Alert | None = None,
+        inputs: Mapping[str, JsonValue] | None = None,
+        trigger: TriggerKind = TriggerKind.MANUAL,
+        dry_run: bool = False,
+        parent: tuple[str, str] | None = None,
+        dedup: tuple[str, datetime] | None = None,
+        cron_mark: datetime | None = None,
+        run_id: str | None = None,
+    ) -> RunExecutor:
         loaded = self.playbooks[playbook] if isinstance(playbook, str) else playbook
         run, started = self._new_run(
             loaded,
@@ -187,7 +225,7 @@ class Engine:
             RunSnapshot(run=run, steps={}, alerts=[], timers=[], last_seq=1), creation=change
         )
         await asyncio.shield(executor.created)
-        return run.id
+        return executor
 
     def _new_run(
         self,

@@ -899,23 +899,13 @@ class RunExecutor:
             self.seq += 1
             records.append(Transition(self.run.id, self.seq, now, kind, step, attempt, data))
         creation, self._creation = self._creation, None
-        change = Change(
-            runs=[
-                *(creation.runs if creation else []),
-                *([run] if run else []),
-                *(r for r, _ in also),
-            ],
-            steps=[*held_steps, *steps],
-            transitions=[
-                *(creation.transitions if creation else []),
-                *held,
-                *records,
-                *(t for _, t in also),
-            ],
-            alerts=list(alerts),
-            dedup=creation.dedup if creation else [],
-            cron_marks=creation.cron_marks if creation else {},
-        )
+        if creation is None and run is None and not also and not alerts:  # the usual step write
+            change = Change(
+                steps=[*held_steps, *steps] if held_steps else list(steps),
+                transitions=held + records if held else records,
+            )
+        else:
+            change = self._change(creation, held_steps, steps, held, records, alerts, run, also)
         try:
             await self.engine.store.apply(change)
         except BaseException as exc:
@@ -934,6 +924,36 @@ class RunExecutor:
         if alerts:
             self._variables = None
         self.engine.notify(self, records)
+
+    @staticmethod
+    def _change(
+        creation: Change | None,
+        held_steps: Sequence[StepState],
+        steps: Sequence[StepState],
+        held: Sequence[Transition],
+        records: Sequence[Transition],
+        alerts: Sequence[AttachedAlert],
+        run: Run | None,
+        also: Sequence[tuple[Run, Transition]],
+    ) -> Change:
+        """A write that carries more than step transitions: a run record, new runs, alerts."""
+        return Change(
+            runs=[
+                *(creation.runs if creation else []),
+                *([run] if run else []),
+                *(r for r, _ in also),
+            ],
+            steps=[*held_steps, *steps],
+            transitions=[
+                *(creation.transitions if creation else []),
+                *held,
+                *records,
+                *(t for _, t in also),
+            ],
+            alerts=list(alerts),
+            dedup=creation.dedup if creation else [],
+            cron_marks=creation.cron_marks if creation else {},
+        )
 
     async def _set_run(
         self,

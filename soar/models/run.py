@@ -23,7 +23,7 @@ class RunStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.ABORTED)
+        return self in _TERMINAL
 
 
 class StepStatus(StrEnum):
@@ -38,7 +38,11 @@ class StepStatus(StrEnum):
 
     @property
     def is_finished(self) -> bool:
-        return self not in (StepStatus.RUNNING, StepStatus.WAITING, StepStatus.COMPENSATING)
+        return self not in _UNFINISHED
+
+
+_TERMINAL = frozenset((RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.ABORTED))
+_UNFINISHED = frozenset((StepStatus.RUNNING, StepStatus.WAITING, StepStatus.COMPENSATING))
 
 
 class TriggerKind(StrEnum):
