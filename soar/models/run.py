@@ -102,6 +102,9 @@ class Run:
     parent_step: str | None = None
     error: str | None = None
     dry_run: bool = False
+    trace: str | None = None
+    """The run's trace as a W3C `traceparent`: its trace id and root span id, kept so that a
+    resumed run goes on in the same trace and audit records name it."""
 
 
 @dataclass(frozen=True, slots=True)

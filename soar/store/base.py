@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from soar.models.audit import AuditEvent, AuditFilter, AuditRecord, StoredCheckpoint
 from soar.models.run import (
     AttachedAlert,
     DedupEntry,
@@ -25,7 +26,8 @@ from soar.models.run import (
 @dataclass(slots=True)
 class Change:
     """What one engine decision writes: upserts of the run and steps, appended transitions,
-    timers set and cancelled, dedup entries, attached alerts, cron marks."""
+    timers set and cancelled, dedup entries, attached alerts, cron marks, the audit events that
+    record it (sealed into the log in the same transaction) and signed checkpoints."""
 
     runs: list[Run] = field(default_factory=list)
     steps: list[StepState] = field(default_factory=list)
@@ -35,6 +37,8 @@ class Change:
     dedup: list[DedupEntry] = field(default_factory=list)
     alerts: list[AttachedAlert] = field(default_factory=list)
     cron_marks: dict[str, datetime] = field(default_factory=dict)
+    audit: list[AuditEvent] = field(default_factory=list)
+    checkpoints: list[StoredCheckpoint] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not (
@@ -46,6 +50,8 @@ class Change:
             or self.dedup
             or self.alerts
             or self.cron_marks
+            or self.audit
+            or self.checkpoints
         )
 
 
@@ -103,6 +109,18 @@ class Store(Protocol):
 
     async def cron_marks(self) -> dict[str, datetime]:
         """Per playbook, the last cron fire time that was started."""
+
+    async def audit_head(self) -> tuple[int, str]:
+        """The last audit record's seq and hash: (0, ZERO_HASH) for an empty log."""
+
+    async def audit_records(self, after_seq: int, limit: int) -> list[AuditRecord]:
+        """Audit records with seq > `after_seq`, in order, at most `limit`."""
+
+    async def query_audit(self, audit_filter: AuditFilter) -> list[AuditRecord]:
+        """Audit records matching the filter, in order."""
+
+    async def checkpoints(self, *, after_size: int = 0) -> list[StoredCheckpoint]:
+        """Signed checkpoints with a tree size above `after_size`, smallest first."""
 
     async def close(self) -> None:
         """Finish pending writes and release the backend."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from soar.errors import ConflictError, StoreError
+from soar.models.audit import ZERO_HASH, AuditFilter, AuditRecord, StoredCheckpoint, seal
 from soar.models.run import Run, RunStatus, Timer, Transition
 from soar.store import rows
 from soar.store.base import Change, RunFilter, RunSnapshot
@@ -27,6 +28,8 @@ class MemoryStore:
         self._dedup: dict[tuple[str, str], rows.DedupRow] = {}
         self._alerts: dict[str, dict[int, rows.AlertRow]] = {}
         self._marks: dict[str, int] = {}
+        self._audit: list[AuditRecord] = []
+        self._checkpoints: dict[int, rows.CheckpointRow] = {}
         self._closed = False
 
     async def apply(self, change: Change) -> None:
@@ -44,6 +47,9 @@ class MemoryStore:
             if key in seen or row[1] in self._transitions.get(row[0], ()):
                 raise ConflictError(f"transition {row[1]} of run {row[0]} is already recorded")
             seen.add(key)
+        for checkpoint in encoded.checkpoints:
+            if checkpoint[0] in self._checkpoints:
+                raise ConflictError(f"a checkpoint at tree size {checkpoint[0]} already exists")
         for run in encoded.runs:
             self._runs[run[0]] = run
         for step in encoded.steps:
@@ -59,6 +65,11 @@ class MemoryStore:
         for alert in encoded.alerts:
             self._alerts.setdefault(alert[0], {})[alert[1]] = alert
         self._marks.update(encoded.cron_marks)
+        if encoded.audit:
+            head = (len(self._audit), self._audit[-1].hash if self._audit else ZERO_HASH)
+            self._audit.extend(seal(list(encoded.audit), head))
+        for checkpoint in encoded.checkpoints:
+            self._checkpoints[checkpoint[0]] = checkpoint
 
     async def load_run(self, run_id: str) -> RunSnapshot | None:
         self._check_open()
@@ -123,6 +134,43 @@ class MemoryStore:
     async def cron_marks(self) -> dict[str, datetime]:
         self._check_open()
         return {p: rows.from_micros(m) for p, m in self._marks.items()}
+
+    async def audit_head(self) -> tuple[int, str]:
+        self._check_open()
+        return (len(self._audit), self._audit[-1].hash) if self._audit else (0, ZERO_HASH)
+
+    async def audit_records(self, after_seq: int, limit: int) -> list[AuditRecord]:
+        self._check_open()
+        return self._audit[max(after_seq, 0) : max(after_seq, 0) + max(limit, 0)]
+
+    async def query_audit(self, audit_filter: AuditFilter) -> list[AuditRecord]:
+        self._check_open()
+        f = audit_filter
+        found = []
+        for record in self._audit[max(f.after_seq, 0) :]:
+            event = record.event
+            if (
+                (f.since is None or event.time >= f.since)
+                and (f.until is None or event.time < f.until)
+                and (f.run_id is None or event.run_id == f.run_id)
+                and (f.alert_id is None or event.alert_id == f.alert_id)
+                and (f.actor is None or event.actor == f.actor)
+                and (f.kind is None or event.kind == f.kind)
+                and (f.action is None or event.action == f.action)
+                and (f.target is None or event.target == f.target)
+            ):
+                found.append(record)
+                if len(found) >= f.limit:
+                    break
+        return found
+
+    async def checkpoints(self, *, after_size: int = 0) -> list[StoredCheckpoint]:
+        self._check_open()
+        return [
+            rows.checkpoint_from(self._checkpoints[size])
+            for size in sorted(self._checkpoints)
+            if size > after_size
+        ]
 
     async def close(self) -> None:
         self._closed = True

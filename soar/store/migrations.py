@@ -102,7 +102,41 @@ _RUNS: Final = (
     """,
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_RUNS,)
+_AUDIT: Final = (
+    "ALTER TABLE runs ADD COLUMN trace TEXT",
+    """
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        run_id TEXT,
+        alert_id TEXT,
+        step TEXT,
+        action TEXT,
+        target TEXT,
+        trace_id TEXT,
+        body TEXT NOT NULL,
+        prev TEXT NOT NULL,
+        hash TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX audit_at ON audit (at)",
+    "CREATE INDEX audit_run ON audit (run_id) WHERE run_id IS NOT NULL",
+    "CREATE INDEX audit_alert ON audit (alert_id) WHERE alert_id IS NOT NULL",
+    "CREATE INDEX audit_target ON audit (target) WHERE target IS NOT NULL",
+    """
+    CREATE TABLE audit_checkpoints (
+        tree_size INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        key_id TEXT NOT NULL,
+        line TEXT NOT NULL,
+        frontier TEXT NOT NULL
+    )
+    """,
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_RUNS, _AUDIT)
 """Migration i (1-based) brings a database from user_version i-1 to i."""
 
 

@@ -31,6 +31,7 @@ from soar.models.run import (
     TransitionKind,
     TriggerKind,
 )
+from soar.models.audit import AuditEvent, AuditKind, AuditRecord, StoredCheckpoint
 from soar.store.base import Change
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -52,7 +53,21 @@ _LONG_DIGITS: Final = re.compile(r"[0-9]{19}")
 
 # Column order of each table; the SQL in `migrations` and `sqlite` follows it.
 RunRow: TypeAlias = tuple[
-    str, str, int, str, str, str, int, int, str | None, str, str | None, str | None, str | None, int
+    str,
+    str,
+    int,
+    str,
+    str,
+    str,
+    int,
+    int,
+    str | None,
+    str,
+    str | None,
+    str | None,
+    str | None,
+    int,
+    str | None,
 ]
 StepRow: TypeAlias = tuple[
     str,
@@ -74,6 +89,22 @@ TimerRow: TypeAlias = tuple[str, str, str, int, str | None]
 DedupRow: TypeAlias = tuple[str, str, str, int]
 AlertRow: TypeAlias = tuple[str, int, str | None]
 MarkRow: TypeAlias = tuple[str, int]
+AuditRow: TypeAlias = tuple[
+    int,
+    int,
+    str,
+    str,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str,
+    str,
+    str,
+]
+CheckpointRow: TypeAlias = tuple[int, int, str, str, str]
 
 
 def to_micros(moment: datetime) -> int:
@@ -142,6 +173,7 @@ def run_row(run: Run) -> RunRow:
         run.parent_step,
         run.error,
         1 if run.dry_run else 0,
+        run.trace,
     )
 
 
@@ -161,6 +193,7 @@ def run_from(row: tuple[Any, ...]) -> Run:
         parent_step=row[11],
         error=row[12],
         dry_run=bool(row[13]),
+        trace=row[14],
     )
 
 
@@ -246,6 +279,68 @@ def alert_from(row: tuple[Any, ...]) -> AttachedAlert:
     return AttachedAlert(run_id=row[0], seq=row[1], alert=from_json(row[2]))
 
 
+def audit_rows(records: Sequence[AuditRecord]) -> list[AuditRow]:
+    return [
+        (
+            r.seq,
+            to_micros(r.event.time),
+            r.event.kind._value_,
+            r.event.actor,
+            r.event.run_id,
+            r.event.alert_id,
+            r.event.step,
+            r.event.action,
+            r.event.target,
+            r.event.trace_id,
+            r.event.body.decode(),
+            r.prev,
+            r.hash,
+        )
+        for r in records
+    ]
+
+
+def audit_from(row: tuple[Any, ...]) -> AuditRecord:
+    event = AuditEvent(
+        kind=AuditKind(row[2]),
+        time=from_micros(row[1]),
+        actor=row[3],
+        run_id=row[4],
+        alert_id=row[5],
+        step=row[6],
+        action=row[7],
+        target=row[8],
+        trace_id=row[9],
+        body=row[10].encode(),
+    )
+    return AuditRecord(seq=row[0], prev=row[11], hash=row[12], event=event)
+
+
+def checkpoint_row(checkpoint: StoredCheckpoint) -> CheckpointRow:
+    return (
+        checkpoint.tree_size,
+        to_micros(checkpoint.time),
+        checkpoint.key_id,
+        checkpoint.line,
+        _encode_list(checkpoint.frontier),
+    )
+
+
+def checkpoint_from(row: tuple[Any, ...]) -> StoredCheckpoint:
+    frontier = from_json(row[4])
+    return StoredCheckpoint(
+        tree_size=row[0],
+        time=from_micros(row[1]),
+        key_id=row[2],
+        line=row[3],
+        frontier=tuple(str(h) for h in frontier) if isinstance(frontier, list) else (),
+    )
+
+
+def _encode_list(values: Sequence[str]) -> str:
+    return to_json(list(values)) or "[]"
+
+
 @dataclass(frozen=True, slots=True)
 class EncodedChange:
     """A `Change` as rows, ready to write. Timers are cancelled before they are set, so a
@@ -259,6 +354,9 @@ class EncodedChange:
     dedup: Sequence[DedupRow] = ()
     alerts: Sequence[AlertRow] = ()
     cron_marks: Sequence[MarkRow] = ()
+    audit: Sequence[AuditEvent] = ()
+    """Sealed by the backend inside the write transaction, where the log's head is known."""
+    checkpoints: Sequence[CheckpointRow] = ()
 
 
 def encode(change: Change) -> EncodedChange:
@@ -274,4 +372,12 @@ def encode(change: Change) -> EncodedChange:
         [dedup_row(d) for d in change.dedup] if change.dedup else (),
         [alert_row(a) for a in change.alerts] if change.alerts else (),
         [(p, to_micros(m)) for p, m in change.cron_marks.items()] if change.cron_marks else (),
+        _checked_audit(change.audit) if change.audit else (),
+        [checkpoint_row(c) for c in change.checkpoints] if change.checkpoints else (),
     )
+
+
+def _checked_audit(events: Sequence[AuditEvent]) -> Sequence[AuditEvent]:
+    for event in events:
+        to_micros(event.time)  # refuses a naive time before the writer seals anything
+    return list(events)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Final, TypeAlias, TypeVar
 
 from soar.errors import ConfigError, ConflictError, StoreError
+from soar.models.audit import ZERO_HASH, AuditFilter, AuditRecord, StoredCheckpoint, seal
 from soar.models.run import Run, RunStatus, Timer, Transition
 from soar.store import rows
 from soar.store.base import Change, RunFilter, RunSnapshot
@@ -46,7 +47,7 @@ def _upsert(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
 
 _RUN_COLUMNS: Final = (
     "id, playbook_id, playbook_version, playbook_digest, status, trigger, created_at, "
-    "updated_at, alert, inputs, parent_run, parent_step, error, dry_run"
+    "updated_at, alert, inputs, parent_run, parent_step, error, dry_run, trace"
 )
 _STEP_COLUMNS: Final = (
     "run_id, key, status, attempt, idempotency_key, inputs, output, error, retryable, "
@@ -67,6 +68,16 @@ _UPSERT_DEDUP: Final = _upsert(
 )
 _UPSERT_ALERT: Final = _upsert("alerts", ["run_id", "seq", "alert"], ["run_id", "seq"])
 _UPSERT_MARK: Final = _upsert("cron_marks", ["playbook_id", "mark"], ["playbook_id"])
+_AUDIT_COLUMNS: Final = (
+    "seq, at, kind, actor, run_id, alert_id, step, action, target, trace_id, body, prev, hash"
+)
+_INSERT_AUDIT: Final = (
+    f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES ({', '.join('?' * 13)})"  # noqa: S608
+)
+_AUDIT_HEAD: Final = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+_INSERT_CHECKPOINT: Final = (
+    "INSERT INTO audit_checkpoints (tree_size, at, key_id, line, frontier) VALUES (?, ?, ?, ?, ?)"
+)
 # Spelled as the partial index `runs_unfinished` spells it, so that SQLite uses the index.
 _UNFINISHED: Final = "status NOT IN ({})".format(
     ", ".join(f"'{s.value}'" for s in RunStatus if s.is_terminal)
@@ -279,6 +290,36 @@ class SqliteStore:
         sql = "SELECT playbook_id, mark FROM cron_marks"
         return await self._read(lambda c: {p: rows.from_micros(m) for p, m in c.execute(sql)})
 
+    async def audit_head(self) -> tuple[int, str]:
+        def work(c: sqlite3.Connection) -> tuple[int, str]:
+            row = c.execute(_AUDIT_HEAD).fetchone()
+            return (0, ZERO_HASH) if row is None else (int(row[0]), str(row[1]))
+
+        return await self._read(work)
+
+    async def audit_records(self, after_seq: int, limit: int) -> list[AuditRecord]:
+        sql = f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE seq > ? ORDER BY seq LIMIT ?"  # noqa: S608
+        params = (after_seq, max(limit, 0))
+        return await self._read(lambda c: [rows.audit_from(r) for r in c.execute(sql, params)])
+
+    async def query_audit(self, audit_filter: AuditFilter) -> list[AuditRecord]:
+        clauses, params = _audit_where(audit_filter)
+        sql = (
+            f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE {' AND '.join(clauses)} "  # noqa: S608
+            "ORDER BY seq LIMIT ?"
+        )
+        params.append(max(audit_filter.limit, 0))
+        return await self._read(lambda c: [rows.audit_from(r) for r in c.execute(sql, params)])
+
+    async def checkpoints(self, *, after_size: int = 0) -> list[StoredCheckpoint]:
+        sql = (
+            "SELECT tree_size, at, key_id, line, frontier FROM audit_checkpoints "
+            "WHERE tree_size > ? ORDER BY tree_size"
+        )
+        return await self._read(
+            lambda c: [rows.checkpoint_from(r) for r in c.execute(sql, (after_size,))]
+        )
+
     # -- lifetime ------------------------------------------------------------------------
 
     async def close(self) -> None:
@@ -367,6 +408,16 @@ def _write(connection: sqlite3.Connection, changes: list[rows.EncodedChange]) ->
         _many(connection, _UPSERT_ALERT, alerts)
     if marks:
         _many(connection, _UPSERT_MARK, marks)
+    events = [e for c in changes for e in c.audit]
+    if events:
+        # the head is read under the write lock, so every writer (a worker, a CLI command)
+        # appends to the same chain: one total order, the order of commits
+        row = connection.execute(_AUDIT_HEAD).fetchone()
+        head = (0, ZERO_HASH) if row is None else (int(row[0]), str(row[1]))
+        _many(connection, _INSERT_AUDIT, rows.audit_rows(seal(events, head)))
+    checkpoints = [c for change in changes for c in change.checkpoints]
+    if checkpoints:
+        _many(connection, _INSERT_CHECKPOINT, checkpoints)
 
 
 def _write_timers(connection: sqlite3.Connection, changes: list[rows.EncodedChange]) -> None:
@@ -437,6 +488,29 @@ def _store_error(exc: sqlite3.Error) -> StoreError:
         error = StoreError(f"SQLite: {exc}")
     error.__cause__ = exc
     return error
+
+
+def _audit_where(f: AuditFilter) -> tuple[list[str], list[object]]:
+    clauses: list[str] = ["seq > ?"]
+    params: list[object] = [f.after_seq]
+    if f.since is not None:
+        clauses.append("at >= ?")
+        params.append(rows.to_micros(f.since))
+    if f.until is not None:
+        clauses.append("at < ?")
+        params.append(rows.to_micros(f.until))
+    for column, value in (
+        ("run_id", f.run_id),
+        ("alert_id", f.alert_id),
+        ("actor", f.actor),
+        ("kind", f.kind),
+        ("action", f.action),
+        ("target", f.target),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    return clauses, params
 
 
 def _settle(batch: list[_Pending], outcomes: list[_Outcome]) -> None:

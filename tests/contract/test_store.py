@@ -57,6 +57,7 @@ async def test_a_run_round_trips_every_field(store: Store) -> None:
         parent_step="call_child",
         error="LDAP unreachable — gave up",
         dry_run=True,
+        trace="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
     )
     await store.apply(Change(runs=[run]))
     snapshot = await store.load_run("run-1")
