@@ -10,6 +10,8 @@ from pydantic import BaseModel
 from soar.connectors import ActionContext, ActionFailed, Connector, Registry
 from soar.connectors.core import core
 
+pytest_plugins = ["tests.kafka_broker"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
