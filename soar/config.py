@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic_settings import (
@@ -34,6 +36,42 @@ class IngestSettings(BaseModel):
     )
 
 
+class AuditSettings(BaseModel):
+    """The audit log: whether it is written, the signing keys, how often checkpoints are signed
+    and where they are published besides the store."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    keys: Path = Field(
+        default=Path("keys"), description="the keyring directory (`soar keys create`)"
+    )
+    checkpoint_every: timedelta = Field(default=timedelta(minutes=1), gt=timedelta(0))
+    checkpoint_records: int = Field(
+        default=10_000, ge=1, description="also sign once this many records are unsigned"
+    )
+    publish_file: Path | None = Field(
+        default=None, description="append each signed checkpoint to this JSON Lines file"
+    )
+    publish_url: str | None = Field(
+        default=None, description="POST each signed checkpoint (JSON) to this URL"
+    )
+
+
+class TelemetrySettings(BaseModel):
+    """Traces and metrics (OpenTelemetry)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    traces: Literal["none", "console", "otlp"] = "none"
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces"
+    )
+    metrics: Literal["none", "prometheus"] = "none"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+
+
 class Settings(BaseSettings):
     """Everything soar is configured with. Nested keys in the environment use `__`:
     `SOAR_INGEST__MAX_MESSAGE_BYTES=2097152`."""
@@ -47,6 +85,8 @@ class Settings(BaseSettings):
         default="sqlite:///soar.db", description="sqlite:///PATH, or memory:// (nothing kept)"
     )
     ingest: IngestSettings = IngestSettings()
+    audit: AuditSettings = AuditSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
     connectors: dict[str, dict[str, JsonValue]] = Field(
         default_factory=dict, description="per connector: its settings (URLs, base DNs, ...)"
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from soar.engine.audit_benchmark import AuditFigures, measure_audit
 from soar.engine.benchmark import EngineFigures, measure, scratch_dir
 from soar.store import MemoryStore, open_store
 from soar.store.probe import RawLimits, raw_sqlite_limits
@@ -41,9 +42,10 @@ def engine_command(
 ) -> None:
     """N runs of a four-step no-op playbook on the durable SQLite store."""
     result = asyncio.run(_bench(runs, warmup, concurrency, directory))
-    durable, memory, raw = result
+    durable, unaudited, memory, raw = result
     rows = [
-        ("durable SQLite store", durable),
+        ("durable SQLite store, audited", durable),
+        ("durable SQLite store, no audit", unaudited),
         ("memory store (interpreter only)", memory),
     ]
     click.echo(f"{'':<34}{'runs/s':>10}{'steps/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
@@ -63,6 +65,8 @@ def engine_command(
         f"{transitions / raw.rows_per_s:.2f} of the raw row rate; "
         f"{durable.runs_per_s / raw.commits_per_s:.2f} runs per raw durable commit"
     )
+    cost = 1 - durable.runs_per_s / unaudited.runs_per_s
+    click.echo(f"audit log: {cost:+.0%} runs/s against no audit (10 chained records per run)")
     if as_json:
         click.echo(
             json.dumps(
@@ -77,6 +81,8 @@ def engine_command(
                     "p99_ms": round(durable.p99_ms, 3),
                     "raw_commits_per_s": round(raw.commits_per_s, 1),
                     "raw_rows_per_s": round(raw.rows_per_s, 1),
+                    "unaudited_runs_per_s": round(unaudited.runs_per_s, 1),
+                    "audit_cost": round(cost, 3),
                     "memory_runs_per_s": round(memory.runs_per_s, 1),
                     "interpreter_us_per_step": round(per_step_us, 1),
                 }
@@ -86,10 +92,69 @@ def engine_command(
 
 async def _bench(
     runs: int, warmup: int, concurrency: int, directory: Path | None
-) -> tuple[EngineFigures, EngineFigures, RawLimits]:
+) -> tuple[EngineFigures, EngineFigures, EngineFigures, RawLimits]:
     with scratch_dir(directory) as scratch:
         raw = await raw_sqlite_limits(Path(scratch), seconds=1.0)
         async with open_store(f"sqlite:///{scratch}/bench.db") as store:
             durable = await measure(store, runs=runs, concurrency=concurrency, warmup=warmup)
+        async with open_store(f"sqlite:///{scratch}/unaudited.db") as store:
+            unaudited = await measure(
+                store, runs=runs, concurrency=concurrency, warmup=warmup, audit=False
+            )
     memory = await measure(MemoryStore(), runs=runs, concurrency=concurrency, warmup=warmup)
-    return durable, memory, raw
+    return durable, unaudited, memory, raw
+
+
+@bench.command("audit")
+@click.option("--records", default=50_000, show_default=True, type=click.IntRange(10, 10_000_000))
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where the store and export go (default: the current directory's disk).",
+)
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the figures.")
+def audit_command(records: int, directory: Path | None, as_json: bool) -> None:
+    """Audit log append, checkpoint, verification and proof figures."""
+
+    async def run() -> AuditFigures:
+        with scratch_dir(directory) as scratch:
+            return await measure_audit(Path(scratch), records=records)
+
+    f = asyncio.run(run())
+    click.echo(f"{f.records:,} records of ~{f.entry_bytes} bytes")
+    click.echo(f"append (chained, durable, 10 per write): {f.append_per_s:>12,.0f} records/s")
+    click.echo(f"Merkle tree (compact range):             {f.tree_per_s:>12,.0f} leaves/s")
+    click.echo(f"signed checkpoint over the whole log:    {f.checkpoint_ms:>12,.1f} ms")
+    click.echo(f"verify an export (chain, tree, sigs):    {f.verify_per_s:>12,.0f} records/s")
+    click.echo(
+        f"proofs: inclusion {f.inclusion_proof_bytes} bytes, "
+        f"consistency {f.consistency_proof_bytes} bytes (hex JSON)"
+    )
+    click.echo(
+        f"raw: SHA-256 {f.raw_sha256_per_s:,.0f}/s of {f.entry_bytes} bytes, "
+        f"Ed25519 sign {f.raw_sign_per_s:,.0f}/s, verify {f.raw_verify_per_s:,.0f}/s"
+    )
+    click.echo(
+        f"append = {f.append_per_s / f.raw_sha256_per_s:.3f} of raw SHA-256; "
+        f"verify = {f.verify_per_s / f.raw_sha256_per_s:.3f} of raw SHA-256"
+    )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "scenario": "audit",
+                    "records": f.records,
+                    "append_records_per_s": round(f.append_per_s, 1),
+                    "tree_leaves_per_s": round(f.tree_per_s, 1),
+                    "checkpoint_ms": round(f.checkpoint_ms, 3),
+                    "verify_records_per_s": round(f.verify_per_s, 1),
+                    "inclusion_proof_bytes": f.inclusion_proof_bytes,
+                    "consistency_proof_bytes": f.consistency_proof_bytes,
+                    "raw_sha256_per_s": round(f.raw_sha256_per_s, 1),
+                    "raw_ed25519_sign_per_s": round(f.raw_sign_per_s, 1),
+                    "raw_ed25519_verify_per_s": round(f.raw_verify_per_s, 1),
+                }
+            )
+        )

@@ -10,8 +10,10 @@ import click
 
 from soar import __version__
 from soar.cli.alert import alert
+from soar.cli.audit import audit
 from soar.cli.bench import bench
 from soar.cli.connectors import connectors
+from soar.cli.keys import keys
 from soar.cli.lab import lab
 from soar.cli.run import run_command
 from soar.cli.runs import runs
@@ -43,6 +45,8 @@ cli.add_command(bench)
 cli.add_command(run_command)
 cli.add_command(runs)
 cli.add_command(cases_command)
+cli.add_command(audit)
+cli.add_command(keys)
 
 
 def main() -> None:

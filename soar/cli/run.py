@@ -12,6 +12,7 @@ from typing import BinaryIO
 import click
 from pydantic import JsonValue
 
+from soar.cli.auditing import optional_checkpointer
 from soar.config import Settings, load_settings
 from soar.connectors.catalog import load_catalog
 from soar.connectors.registry import Registry, load_registry
@@ -139,7 +140,9 @@ async def _run(
             [*others, target],
             directory=settings.directory,
             connector_settings=settings.connectors,
+            audit=settings.audit.enabled,
         )
+        checkpointer = None if dry_run else optional_checkpointer(settings, store)
         seen: dict[str, RunExecutor] = {}
 
         def remember(executor: RunExecutor, _: list[Transition]) -> None:
@@ -168,6 +171,8 @@ async def _run(
                 _print_effects(effects)
         await engine.wait_idle()
         await engine.stop()
+        if checkpointer is not None:
+            await checkpointer.stop()  # signs what these runs recorded
     if as_json:
         click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     ok = all(r["status"] == RunStatus.COMPLETED.value for r in results)

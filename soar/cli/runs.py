@@ -10,6 +10,7 @@ from dataclasses import asdict
 
 import click
 
+from soar.cli.auditing import cli_actor, optional_checkpointer
 from soar.config import load_settings
 from soar.connectors.registry import load_registry
 from soar.engine import Engine
@@ -137,11 +138,15 @@ async def configured_engine() -> AsyncIterator[Engine]:
             loaded,
             directory=settings.directory,
             connector_settings=settings.connectors,
+            audit=settings.audit.enabled,
         )
+        checkpointer = optional_checkpointer(settings, store)
         try:
             yield engine
         finally:
             await engine.stop()
+            if checkpointer is not None:
+                await checkpointer.stop()
 
 
 @runs.command("abort")
@@ -170,14 +175,14 @@ async def _operate(
     async with configured_engine() as engine:
         try:
             if retry:
-                new_id = await engine.retry_run(run_id, from_step=retry_from)
+                new_id = await engine.retry_run(run_id, from_step=retry_from, actor=cli_actor())
                 run = await engine.wait_run(new_id)
                 return f"run {new_id} (retry of {run_id}): {run.status.value}" + (
                     f": {run.error}" if run.error else ""
                 )
             await engine.resume(run_id)
             assert abort is not None  # noqa: S101
-            await engine.abort(run_id, abort)
+            await engine.abort(run_id, abort, actor=cli_actor())
             run = await engine.wait_run(run_id)
             return run.status.value
         except ConflictError as exc:

@@ -87,6 +87,7 @@ class Attempts:
                     return
         policy = step.retry
         timeout = step.timeout or spec.timeout
+        ex.acting[key] = spec
         while True:
             attempt += 1
             state = await ex.started(key, inputs, attempt)
@@ -101,6 +102,7 @@ class Attempts:
                     spec, inputs, state.idempotency_key, timeout.total_seconds(), attempt
                 )
             except AttemptFailed as failure:
+                ex.engine.instruments.connector_error(spec.connector, spec.name, failure.retryable)
                 if (
                     policy is not None
                     and attempt < policy.attempts
@@ -251,6 +253,7 @@ class Attempts:
             assert isinstance(inputs, dict)  # noqa: S101
             timeout = (compensation.timeout or spec.timeout).total_seconds()
             attempt = previous.attempt if previous is not None else 0
+            ex.acting[key] = spec
             while True:
                 attempt += 1
                 state = await ex.started(key, inputs, attempt)

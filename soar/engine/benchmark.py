@@ -45,12 +45,14 @@ def bench_playbook(registry: Registry) -> LoadedPlaybook:
     return result.loaded
 
 
-async def measure(store: Store, *, runs: int, concurrency: int, warmup: int = 0) -> EngineFigures:
+async def measure(
+    store: Store, *, runs: int, concurrency: int, warmup: int = 0, audit: bool = True
+) -> EngineFigures:
     """Start `runs` runs, at most `concurrency` in flight, and time each to its end, after
     `warmup` untimed runs (first calls, a new database file growing)."""
     registry = Registry.of([core])
     loaded = bench_playbook(registry)
-    engine = Engine(store, registry, [loaded])
+    engine = Engine(store, registry, [loaded], audit=audit)
     latencies: list[float] = []
     remaining = warmup
 

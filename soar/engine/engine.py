@@ -22,6 +22,7 @@ from soar.connectors.context import Secrets
 from soar.connectors.registry import Registry
 from soar.engine.attempt import AttemptFailed
 from soar.engine.clock import Clock, SystemClock
+from soar.engine.evidence import Evidence
 from soar.engine.executor import RunExecutor
 from soar.engine.scope import jsonable, render
 from soar.errors import BadInputs, ConflictError, EvaluationError
@@ -39,6 +40,8 @@ from soar.models.run import (
 from soar.playbook.graph import StepNode
 from soar.playbook.validate import LoadedPlaybook
 from soar.store.base import Change, RunSnapshot, Store
+from soar.telemetry.metrics import NO_INSTRUMENTS, Instruments
+from soar.telemetry.tracing import new_trace
 
 _log = logging.getLogger("soar.engine")
 Observer = Callable[[RunExecutor, list[Transition]], None]
@@ -59,6 +62,8 @@ class Engine:
         secrets: Mapping[str, str] | None = None,
         new_id: Callable[[], str] | None = None,
         rng: random.Random | None = None,
+        audit: bool = True,
+        instruments: Instruments = NO_INSTRUMENTS,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -67,6 +72,8 @@ class Engine:
         self.rng = rng or random.Random()  # noqa: S311 - retry jitter
         self._settings = {k: dict(v) for k, v in (connector_settings or {}).items()}
         self._secrets = dict(secrets) if secrets is not None else None
+        self.evidence = Evidence(enabled=audit, secrets=self._secret_values())
+        self.instruments = instruments
         self._new_id = new_id or (lambda: uuid.uuid4().hex)
         self.playbooks: dict[str, LoadedPlaybook] = {}
         self.versions: dict[str, LoadedPlaybook] = {}
@@ -215,6 +222,11 @@ class Engine:
             run_id=run_id,
         )
         change = Change(runs=[run], transitions=[started])
+        if not dry_run:
+            self.instruments.run_started(loaded.playbook.id, loaded.playbook.version)
+        event = self.evidence.run(run, TransitionKind.RUN_STARTED, started.at, None, started.data)
+        if event is not None:
+            change.audit.append(event)
         if dedup is not None:
             change.dedup.append(DedupEntry(loaded.playbook.id, dedup[0], run.id, dedup[1]))
         if cron_mark is not None:
@@ -248,6 +260,7 @@ class Engine:
         )
         run = Run(
             id=run_id or self._new_id(),
+            trace=self._trace_for(parent),
             playbook_id=loaded.playbook.id,
             playbook_version=loaded.playbook.version,
             playbook_digest=loaded.digest,
@@ -325,9 +338,11 @@ class Engine:
         """
         await self._executor(run_id).decide(step, approved=approved, by=by, comment=comment)
 
-    async def abort(self, run_id: str, reason: str = "aborted by an operator") -> None:
+    async def abort(
+        self, run_id: str, reason: str = "aborted by an operator", *, actor: str = "operator"
+    ) -> None:
         """Abort a run: it stops, and its completed steps are compensated newest first."""
-        await self._executor(run_id).abort(reason)
+        await self._executor(run_id).abort(reason, actor=actor)
 
     async def attach(self, run_id: str, event: JsonValue) -> None:
         """Give a run a later alert or event (deduplicated alerts, resolutions, webhooks)."""
@@ -364,7 +379,9 @@ class Engine:
             raise ConflictError(f"no run {run_id}")
         return snapshot.run
 
-    async def retry_run(self, run_id: str, *, from_step: str | None = None) -> str:
+    async def retry_run(
+        self, run_id: str, *, from_step: str | None = None, actor: str = "operator"
+    ) -> str:
         """Run a failed or aborted run again as a new run, carrying over what the steps before
         `from_step` (default: the first failed step) recorded, so their effects are not
         repeated. Steps whose effects were compensated are run again.
@@ -436,12 +453,16 @@ class Engine:
                 },
             ),
         ]
+        events = [
+            self.evidence.run(run, t.kind, t.at, None, t.data, actor=actor) for t in transitions
+        ]
         await self.store.apply(
             Change(
                 runs=[run],
                 steps=carried,
                 transitions=transitions,
                 alerts=[replace(a, run_id=new_id) for a in snapshot.alerts],
+                audit=[e for e in events if e is not None],
             )
         )
         await self._spawn(
@@ -473,6 +494,19 @@ class Engine:
             if env in os.environ:
                 values[name] = os.environ[env]
         return Secrets(values)
+
+    def _trace_for(self, parent: tuple[str, str] | None) -> str:
+        """A new trace, or for a sub-playbook's run a new span in its parent's trace."""
+        executor = self.executors.get(parent[0]) if parent is not None else None
+        if executor is not None and executor.run.trace:
+            return new_trace(executor.run.trace[3:35]).traceparent()
+        return new_trace().traceparent()
+
+    def _secret_values(self) -> list[str]:
+        """Every secret value this engine can hand an action: redacted wherever it shows."""
+        if self._secrets is not None:
+            return list(self._secrets.values())
+        return [v for k, v in os.environ.items() if k.startswith("SOAR_SECRET_")]
 
     def abandon(self, task: asyncio.Future[Any]) -> None:
         """Keep a timed-out action that ignores cancellation referenced until it ends."""

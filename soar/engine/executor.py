@@ -12,14 +12,17 @@ from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from pydantic import JsonValue
 
+from soar.connectors.action import ActionSpec
 from soar.engine.attempt import AttemptFailed, Attempts
+from soar.engine.evidence import ENGINE
 from soar.engine.scope import jsonable, node_key_of, render, run_view, skipped_view, step_view
 from soar.errors import AccessDenied, ConflictError, EvaluationError, StoreError
 from soar.models import Alert, Severity
+from soar.models.audit import AuditEvent
 from soar.models.run import (
     AttachedAlert,
     Run,
@@ -103,6 +106,9 @@ class RunExecutor:
         self._variables: dict[str, object] | None = None
         self._held_steps: list[StepState] = []
         self._held_transitions: list[Transition] = []
+        self._held_audit: list[AuditEvent] = []
+        self.acting: dict[str, ActionSpec] = {}
+        """The action each step instance calls, for its audit records (set before it starts)."""
         # A new run's own record (run row, `run_started`, dedup entry, cron mark) rides with its
         # first step transition; whoever started the run awaits `created` for it to be durable.
         self._creation = creation
@@ -165,6 +171,10 @@ class RunExecutor:
         final = replace(self.run, status=status, error=error)
         follow_ups = self.engine.follow_ups(self, final)
         await self._set_run(status, error, kind=TransitionKind.RUN_FINISHED, also=follow_ups)
+        if not self.run.dry_run:
+            self.engine.instruments.run_finished(
+                self.run.playbook_id, self.run.playbook_version, status._value_
+            )
         await self.engine.run_finished(self, follow_ups)
 
     # -- lists of steps ----------------------------------------------------------------------
@@ -486,6 +496,13 @@ class RunExecutor:
                 "comment": comment,
                 "decided_at": jsonable(now),
             }
+        waited = (now - (state.started_at or now)).total_seconds()
+        self.engine.instruments.approval_waited(
+            self.run.playbook_id,
+            node.key,
+            "timed_out" if decision is None else "approved" if approved else "denied",
+            waited,
+        )
         await self.succeeded(node.key, outcome)
 
     async def decide(self, key: str, *, approved: bool, by: str, comment: str | None) -> None:
@@ -628,7 +645,7 @@ class RunExecutor:
         if _is_resolution(event):
             self._resolved.set()
 
-    async def abort(self, reason: str) -> None:
+    async def abort(self, reason: str, *, actor: str = ENGINE) -> None:
         """Stop the run: no new steps, pending waits end, completed steps are compensated."""
         if self.run.status.is_terminal or self._aborting.is_set():
             return
@@ -638,6 +655,7 @@ class RunExecutor:
             TransitionKind.RUN_ABORT_REQUESTED,
             output={"reason": reason},
             data={"reason": reason},
+            actor=actor,
         )
         self._aborting.set()
 
@@ -783,6 +801,7 @@ class RunExecutor:
         data: JsonValue = None,
         keep_inputs: bool = True,
         defer: bool = False,
+        actor: str = ENGINE,
     ) -> StepState:
         """Write one step transition (durably), then make it the step's known state.
 
@@ -821,15 +840,32 @@ class RunExecutor:
             detail["error"] = error
         if due_at is not None:
             detail["due_at"] = jsonable(due_at)
+        event = self.engine.evidence.step(
+            self.run, kind, state, self.acting.get(key), detail, actor=actor
+        )
+        if finished and kind in _MEASURED and not self.run.dry_run:
+            self.engine.instruments.step_finished(
+                self.run.playbook_id,
+                self.run.playbook_version,
+                node_key_of(key),
+                "retrying" if status is StepStatus.RUNNING else status._value_,
+                (now - state.started_at).total_seconds() if state.started_at else 0.0,
+            )
         if defer:
             self.seq += 1
             record = Transition(self.run.id, self.seq, now, kind, key, attempt, detail or None)
             self._held_steps.append(state)
             self._held_transitions.append(record)
+            if event is not None:
+                self._held_audit.append(event)
             self._know(state)
             self.engine.notify(self, [record])
             return state
-        await self._commit(steps=[state], transitions=[(kind, key, attempt, detail or None)])
+        await self._commit(
+            steps=[state],
+            transitions=[(kind, key, attempt, detail or None)],
+            audit=() if event is None else (event,),
+        )
         return state
 
     async def succeeded(
@@ -889,23 +925,39 @@ class RunExecutor:
         alerts: Sequence[AttachedAlert] = (),
         run: Run | None = None,
         also: Sequence[tuple[Run, Transition]] = (),
+        audit: Sequence[AuditEvent] = (),
     ) -> None:
-        """Write this run's changes (and, with `also`, new runs started by them) atomically."""
+        """Write this run's changes (and, with `also`, new runs started by them) atomically,
+        with their audit events: a step's come from `_record`, the run's are made here."""
         now = self.engine.clock.now()
         held_steps, self._held_steps = self._held_steps, []
         held, self._held_transitions = self._held_transitions, []
+        events, self._held_audit = self._held_audit, []
+        if audit:
+            events.extend(audit)
+        evidence = self.engine.evidence
         records = []
         for kind, step, attempt, data in transitions:
             self.seq += 1
             records.append(Transition(self.run.id, self.seq, now, kind, step, attempt, data))
+            if kind in RUN_LEVEL and evidence.enabled:
+                event = evidence.run(run or self.run, kind, now, step, data)
+                if event is not None:
+                    events.append(event)
+        for started, _ in also:
+            event = evidence.run(started, TransitionKind.RUN_STARTED, now, None, None)
+            if event is not None:
+                events.append(event)
         creation, self._creation = self._creation, None
         if creation is None and run is None and not also and not alerts:  # the usual step write
             change = Change(
                 steps=[*held_steps, *steps] if held_steps else list(steps),
                 transitions=held + records if held else records,
+                audit=events,
             )
         else:
             change = self._change(creation, held_steps, steps, held, records, alerts, run, also)
+            change.audit = [*(creation.audit if creation else []), *events]
         try:
             await self.engine.store.apply(change)
         except BaseException as exc:
@@ -968,6 +1020,15 @@ class RunExecutor:
             [(kind, None, None, {"status": status.value, "error": error})] if kind else []
         )
         await self._commit(run=run, transitions=transitions, also=also)
+
+
+_MEASURED: Final = frozenset(
+    (TransitionKind.STEP_SUCCEEDED, TransitionKind.STEP_FAILED, TransitionKind.STEP_SKIPPED)
+)
+RUN_LEVEL: Final = frozenset(
+    (TransitionKind.RUN_FINISHED, TransitionKind.APPROVAL_DECIDED, TransitionKind.RUN_RETRIED)
+)
+"""Transitions whose audit event `_commit` makes (a step's are made by `_record`)."""
 
 
 async def _cancel_all(tasks: Iterable[asyncio.Task[None]]) -> None:

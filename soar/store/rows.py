@@ -18,6 +18,7 @@ import orjson
 from pydantic import JsonValue
 
 from soar.errors import StoreError
+from soar.models.audit import AuditEvent, AuditKind, AuditRecord, StoredCheckpoint
 from soar.models.run import (
     AttachedAlert,
     DedupEntry,
@@ -31,7 +32,6 @@ from soar.models.run import (
     TransitionKind,
     TriggerKind,
 )
-from soar.models.audit import AuditEvent, AuditKind, AuditRecord, StoredCheckpoint
 from soar.store.base import Change
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)

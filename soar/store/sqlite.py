@@ -71,9 +71,7 @@ _UPSERT_MARK: Final = _upsert("cron_marks", ["playbook_id", "mark"], ["playbook_
 _AUDIT_COLUMNS: Final = (
     "seq, at, kind, actor, run_id, alert_id, step, action, target, trace_id, body, prev, hash"
 )
-_INSERT_AUDIT: Final = (
-    f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES ({', '.join('?' * 13)})"  # noqa: S608
-)
+_INSERT_AUDIT: Final = f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES ({', '.join('?' * 13)})"  # noqa: S608
 _AUDIT_HEAD: Final = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
 _INSERT_CHECKPOINT: Final = (
     "INSERT INTO audit_checkpoints (tree_size, at, key_id, line, frontier) VALUES (?, ?, ?, ?, ?)"

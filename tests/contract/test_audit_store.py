@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -73,7 +74,7 @@ async def test_concurrent_writers_still_make_one_chain(store: Store) -> None:
     await asyncio.gather(*(store.apply(Change(audit=[an_event(n)])) for n in range(1, 41)))
     records = await store.audit_records(0, 100)
     assert [r.seq for r in records] == list(range(1, 41))
-    assert all(b.prev == a.hash for a, b in zip(records, records[1:], strict=False))
+    assert all(b.prev == a.hash for a, b in itertools.pairwise(records))
     assert sorted(r.event.step for r in records) == sorted(f"s{n}" for n in range(1, 41))
 
 
@@ -148,4 +149,4 @@ async def test_two_sqlite_stores_on_one_file_append_to_one_chain(tmp_path: Path)
         await first.close()
         await second.close()
     assert [r.event.step for r in records] == [f"s{n}" for n in range(1, 7)]
-    assert all(b.prev == a.hash for a, b in zip(records, records[1:], strict=False))
+    assert all(b.prev == a.hash for a, b in itertools.pairwise(records))

@@ -4,6 +4,8 @@ timer fired. The effects are counted by idempotency key in a database of their o
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import signal
@@ -104,6 +106,32 @@ def check(tmp_path: Path) -> None:
     ).fetchall()
     assert len(outcomes) == 2 * RUNS
     assert {status for _, _, status in outcomes} == {"succeeded"}
+    check_audit(store, set(done) | set(undone))
+
+
+def check_audit(store: sqlite3.Connection, effect_keys: set[str]) -> None:
+    """The log has no gap and no broken link, and every effect that happened has its records:
+    the attempt that was issued, under the effect's idempotency key, and its success."""
+    rows = store.execute("SELECT seq, body, prev, hash FROM audit ORDER BY seq").fetchall()
+    assert rows, "nothing was audited"
+    prev = "0" * 64
+    started: set[str] = set()
+    succeeded: set[tuple[str, str]] = set()
+    for expected_seq, (seq, body, link, digest) in enumerate(rows, start=1):
+        assert seq == expected_seq, f"gap before audit record {seq}"
+        assert link == prev, f"audit record {seq} does not link to {seq - 1}"
+        entry = f'{{"body":{body},"prev":"{prev}","seq":{seq}}}'.encode()
+        assert hashlib.sha256(b"\x00" + entry).hexdigest() == digest, f"record {seq} altered"
+        prev = digest
+        event = json.loads(body)
+        if event["kind"] == "step.started":
+            started.add(event["idempotency_key"])
+        elif event["kind"] == "step.finished" and event["outcome"] == "succeeded":
+            succeeded.add((event["run_id"], event["step"]))
+    for key in effect_keys:
+        run_id, _, step = key.partition(":")
+        assert key in started, f"effect {key} has no step.started record"
+        assert (run_id, step) in succeeded, f"effect {key} has no step.finished record"
 
 
 @pytest.mark.slow

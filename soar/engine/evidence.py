@@ -1,0 +1,288 @@
+"""The audit events of runs: what each transition tells an auditor, with secrets redacted.
+
+Events ride in the same store write as the transition they describe (see `RunExecutor._commit`),
+so the log and the runs never disagree. Bodies are canonical JSON (docs/audit.md); a step's
+output is recorded as a digest, never as its value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Final
+
+from pydantic import JsonValue
+
+from soar.audit.canonical import canonical
+from soar.connectors.action import ActionSpec
+from soar.models import Alert
+from soar.models.audit import AuditEvent, AuditKind
+from soar.models.run import Run, StepState, StepStatus, TransitionKind
+
+REDACTED: Final = "[redacted]"
+ENGINE: Final = "engine"
+"""The actor of everything the engine decides by itself."""
+
+_SENSITIVE_KEY: Final = re.compile(
+    r"pass(word|wd|phrase)?|secret|token|api[_-]?key|authori[sz]ation|cookie|private[_-]?key|"
+    r"credential|session[_-]?id",
+    re.IGNORECASE,
+)
+_SHORTEST_SECRET: Final = 4  # shorter values would redact ordinary words
+
+_STEP_KINDS: Final = {
+    TransitionKind.STEP_STARTED: AuditKind.STEP_STARTED,
+    TransitionKind.STEP_SUCCEEDED: AuditKind.STEP_FINISHED,
+    TransitionKind.STEP_FAILED: AuditKind.STEP_FINISHED,
+    TransitionKind.STEP_SKIPPED: AuditKind.STEP_FINISHED,
+    TransitionKind.STEP_COMPENSATED: AuditKind.STEP_COMPENSATED,
+    TransitionKind.COMPENSATION_FAILED: AuditKind.STEP_COMPENSATED,
+    TransitionKind.RUN_ABORT_REQUESTED: AuditKind.RUN_ABORT_REQUESTED,
+}
+_RUN_KINDS: Final = {
+    TransitionKind.RUN_FINISHED: AuditKind.RUN_FINISHED,
+    TransitionKind.APPROVAL_DECIDED: AuditKind.APPROVAL_DECIDED,
+    TransitionKind.RUN_RETRIED: AuditKind.RUN_RETRIED,
+}
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC with six fraction digits and `Z`, as every time in the log is written."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def digest(value: JsonValue) -> str:
+    """`sha256:` and the hex SHA-256 of the value's canonical JSON."""
+    return "sha256:" + hashlib.sha256(_encode(value)).hexdigest()
+
+
+def trace_id(run: Run) -> str | None:
+    """The trace id out of the run's `traceparent`."""
+    return run.trace[3:35] if run.trace else None
+
+
+class Evidence:
+    """Makes the audit events of one engine's runs (or none, when auditing is off)."""
+
+    def __init__(self, *, enabled: bool = True, secrets: Iterable[str] = ()) -> None:
+        self.enabled = enabled
+        self._secrets = sorted(
+            {s for s in secrets if len(s) >= _SHORTEST_SECRET}, key=len, reverse=True
+        )
+
+    def redact(self, value: JsonValue) -> JsonValue:
+        """`value` with every secret value and every value under a secret-looking key hidden."""
+        if isinstance(value, str):
+            for secret in self._secrets:
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {
+                k: REDACTED if _SENSITIVE_KEY.search(k) and v is not None else self.redact(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self.redact(v) for v in value]
+        return value
+
+    def step(
+        self,
+        run: Run,
+        kind: TransitionKind,
+        state: StepState,
+        spec: ActionSpec | None,
+        detail: dict[str, JsonValue],
+        *,
+        actor: str = ENGINE,
+    ) -> AuditEvent | None:
+        """The event of one step transition, or None for those an auditor need not see."""
+        audit_kind = _STEP_KINDS.get(kind)
+        if not self.enabled or audit_kind is None or run.dry_run:
+            return None
+        at = state.finished_at or state.started_at or run.updated_at
+        body = self._base(run, audit_kind, at, actor)
+        body["step"] = state.key
+        target: str | None = None
+        if spec is not None:
+            body["action"] = spec.qualified_name
+            value = (
+                state.inputs.get(spec.target_field)
+                if spec.target_field and isinstance(state.inputs, dict)
+                else None
+            )
+            if value is not None:
+                target = str(value)
+                body["target"] = {"kind": spec.target._value_, "value": self.redact(target)}
+        if state.attempt:
+            body["attempt"] = state.attempt
+        if audit_kind is AuditKind.STEP_STARTED:
+            body["idempotency_key"] = state.idempotency_key
+            body["inputs"] = self.redact(state.inputs)
+        elif audit_kind is AuditKind.RUN_ABORT_REQUESTED:
+            body["reason"] = self.redact(detail.get("reason"))
+        else:
+            body["outcome"] = _outcome(kind, state)
+            if state.error is not None:
+                body["error"] = self.redact(state.error)
+            if kind is TransitionKind.STEP_SUCCEEDED:
+                body["output_digest"] = digest(state.output)
+                output = state.output
+                if spec is None and isinstance(output, dict) and "timed_out" in output:
+                    # an approval: who decided, or that nobody did and the default held
+                    for name in ("approved", "timed_out", "decided_by"):
+                        body[name] = self.redact(output.get(name))
+            if "retry_at" in detail:
+                body["retry_at"] = detail["retry_at"]
+        return _event(audit_kind, at, body, run, state.key, spec, target)
+
+    def run(
+        self,
+        run: Run,
+        kind: TransitionKind,
+        at: datetime,
+        step: str | None,
+        data: JsonValue,
+        *,
+        actor: str = ENGINE,
+    ) -> AuditEvent | None:
+        """The event of a run-level transition (start, end, approval, retry), or None."""
+        if not self.enabled or run.dry_run:
+            return None
+        if kind is TransitionKind.RUN_STARTED:
+            audit_kind = AuditKind.RUN_STARTED
+        else:
+            found = _RUN_KINDS.get(kind)
+            if found is None:
+                return None
+            audit_kind = found
+        detail = data if isinstance(data, dict) else {}
+        if audit_kind is AuditKind.APPROVAL_DECIDED:
+            actor = str(detail.get("by") or actor)
+        body = self._base(run, audit_kind, at, actor)
+        if step is not None:
+            body["step"] = step
+        if audit_kind is AuditKind.RUN_STARTED:
+            body["trigger"] = run.trigger._value_
+            body["inputs"] = self.redact(run.inputs)
+            if isinstance(run.alert, dict) and isinstance(run.alert.get("id"), str):
+                body["alert_id"] = run.alert["id"]
+            if run.parent_run is not None:
+                body["parent_run"] = run.parent_run
+        elif audit_kind is AuditKind.RUN_FINISHED:
+            body["status"] = detail.get("status")
+            if detail.get("error") is not None:
+                body["error"] = self.redact(detail.get("error"))
+        elif audit_kind is AuditKind.APPROVAL_DECIDED:
+            body["approved"] = bool(detail.get("approved"))
+            body["comment"] = self.redact(detail.get("comment"))
+        else:
+            body["detail"] = self.redact(data)
+        alert_id = body.get("alert_id")
+        return _event(
+            audit_kind,
+            at,
+            body,
+            run,
+            step,
+            None,
+            None,
+            alert_id=alert_id if isinstance(alert_id, str) else None,
+        )
+
+    def alert_accepted(
+        self, alert: Alert, at: datetime, runs: list[str], *, actor: str = ENGINE
+    ) -> AuditEvent | None:
+        """An alert soar took in, and the runs it started or joined."""
+        if not self.enabled:
+            return None
+        body: dict[str, JsonValue] = {
+            "kind": AuditKind.ALERT_ACCEPTED._value_,
+            "time": rfc3339(at),
+            "actor": actor,
+            "alert_id": alert.id,
+            "source": alert.source,
+            "title": self.redact(alert.title),
+            "severity": alert.severity._value_,
+            "runs": list(runs),
+        }
+        return AuditEvent(
+            kind=AuditKind.ALERT_ACCEPTED,
+            time=at,
+            actor=actor,
+            body=_encode(body),
+            alert_id=alert.id,
+        )
+
+    def _base(self, run: Run, kind: AuditKind, at: datetime, actor: str) -> dict[str, JsonValue]:
+        body: dict[str, JsonValue] = {
+            "kind": kind._value_,
+            "time": rfc3339(at),
+            "actor": actor,
+            "run_id": run.id,
+            "playbook": run.playbook_id,
+            "version": run.playbook_version,
+        }
+        trace = trace_id(run)
+        if trace is not None:
+            body["trace_id"] = trace
+        return body
+
+
+def _outcome(kind: TransitionKind, state: StepState) -> str:
+    if kind is TransitionKind.STEP_FAILED:
+        return "retrying" if state.status is StepStatus.RUNNING else "failed"
+    if kind is TransitionKind.COMPENSATION_FAILED:
+        return "compensation_failed"
+    return state.status._value_
+
+
+def _event(
+    kind: AuditKind,
+    time: datetime,
+    body: dict[str, JsonValue],
+    run: Run,
+    step: str | None,
+    spec: ActionSpec | None,
+    target: str | None,
+    *,
+    alert_id: str | None = None,
+) -> AuditEvent:
+    return AuditEvent(
+        kind=kind,
+        time=time,
+        actor=str(body["actor"]),
+        body=_encode(body),
+        run_id=run.id,
+        alert_id=alert_id,
+        step=step,
+        action=spec.qualified_name if spec is not None else None,
+        target=target,
+        trace_id=trace_id(run),
+    )
+
+
+def _encode(value: JsonValue) -> bytes:
+    try:
+        return canonical(value)
+    except ValueError:  # rare values canonical JSON has no number for: written as text
+        return canonical(_storable(value))
+
+
+_SAFE_INTEGER: Final = 2**53
+
+
+def _storable(value: JsonValue) -> JsonValue:
+    """Integers too large for a JSON number in every reader, NaN and infinities become text."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, int):
+        return value if -_SAFE_INTEGER < value < _SAFE_INTEGER else str(value)
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    return [_storable(v) for v in value]

@@ -1,0 +1,234 @@
+"""What the engine writes to the audit log: one record per transition an auditor needs, in the
+same write as the transition, with the run's trace id, and never a secret."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import textwrap
+from datetime import timedelta
+
+from pydantic import BaseModel
+
+from soar.audit.canonical import canonical
+from soar.connectors import ActionContext, Connector, Registry
+from soar.connectors.core import core
+from soar.engine import Engine, FakeClock
+from soar.models.audit import ZERO_HASH, AuditFilter, leaf_hash
+from soar.models.run import RunStatus
+from soar.playbook.validate import LoadedPlaybook, validate_text
+from soar.store.memory import MemoryStore
+from tests.unit.engine.conftest import World
+
+CANARY = "canary-7f3a9c1e-do-not-leak"
+
+
+class Account(BaseModel):
+    user: str
+    note: str = ""
+    password: str = ""
+
+
+class Disabled(BaseModel):
+    user: str
+    disabled: bool
+
+
+def directory_connector() -> Connector:
+    ldap = Connector("dir", doc="a directory that needs a secret")
+
+    @ldap.action(secrets=["bind_password"], idempotent=True, target="user", target_field="user")
+    async def disable(ctx: ActionContext, params: Account) -> Disabled:
+        assert ctx.secrets["bind_password"] == CANARY
+        ctx.logger.info("disabling %s", params.user)
+        return Disabled(user=params.user, disabled=True)
+
+    return ldap
+
+
+def load(registry: Registry, text: str) -> LoadedPlaybook:
+    result = validate_text(textwrap.dedent(text), file="t.yaml", registry=registry)
+    assert result.loaded is not None, [str(d) for d in result.diagnostics]
+    return result.loaded
+
+
+PLAYBOOK = """\
+id: lockout
+name: Lock out
+trigger: {manual: true}
+inputs:
+  user: {type: string, required: true}
+steps:
+  - id: disable
+    action: dir.disable
+    with: {user: "{{ inputs.user }}", note: "pw was {{ inputs.user }}", password: "hunter2"}
+  - id: skipped
+    when: inputs.user == "nobody"
+    action: core.noop
+"""
+
+
+async def records_of(store: MemoryStore) -> list[dict[str, object]]:
+    return [json.loads(r.event.body) for r in await store.query_audit(AuditFilter())]
+
+
+async def test_a_run_leaves_one_record_per_transition_an_auditor_needs() -> None:
+    store = MemoryStore()
+    registry = Registry.of([core, directory_connector()])
+    loaded = load(registry, PLAYBOOK)
+    engine = Engine(
+        store, registry, [loaded], clock=FakeClock(), secrets={"dir.bind_password": CANARY}
+    )
+    run = await engine.run_to_end(loaded, inputs={"user": "jdoe"})
+    await engine.stop()
+    assert run.status is RunStatus.COMPLETED
+    bodies = await records_of(store)
+    assert [(b["kind"], b.get("step"), b.get("outcome")) for b in bodies] == [
+        ("run.started", None, None),
+        ("step.started", "disable", None),
+        ("step.finished", "disable", "succeeded"),
+        ("step.finished", "skipped", "skipped"),
+        ("run.finished", None, None),
+    ]
+    started, finished = bodies[1], bodies[2]
+    assert started["action"] == "dir.disable"
+    assert started["target"] == {"kind": "user", "value": "jdoe"}
+    assert started["attempt"] == 1
+    assert started["idempotency_key"] == f"{run.id}:disable"
+    assert started["inputs"] == {"user": "jdoe", "note": "pw was jdoe", "password": "[redacted]"}
+    output = {"user": "jdoe", "disabled": True}
+    assert finished["output_digest"] == "sha256:" + hashlib.sha256(canonical(output)).hexdigest()
+    assert bodies[-1]["status"] == "completed"
+    assert run.trace is not None
+    assert {b["trace_id"] for b in bodies} == {run.trace[3:35]}
+    assert {b["run_id"] for b in bodies} == {run.id}
+    assert all(b["actor"] == "engine" for b in bodies)
+    # the target is indexed for queries
+    by_target = await store.query_audit(AuditFilter(target="jdoe"))
+    assert [r.event.step for r in by_target] == ["disable", "disable"]
+
+
+async def test_records_form_one_unbroken_chain() -> None:
+    store = MemoryStore()
+    registry = Registry.of([core, directory_connector()])
+    loaded = load(registry, PLAYBOOK)
+    engine = Engine(
+        store, registry, [loaded], clock=FakeClock(), secrets={"dir.bind_password": CANARY}
+    )
+    for user in ("a", "b", "c"):
+        await engine.run_to_end(loaded, inputs={"user": user})
+    await engine.stop()
+    records = await store.audit_records(0, 100)
+    assert len(records) == 15
+    prev = ZERO_HASH
+    for seq, record in enumerate(records, start=1):
+        assert record.seq == seq
+        assert record.prev == prev
+        assert record.hash == leaf_hash(seq, prev, record.event.body)
+        prev = record.hash
+
+
+async def test_the_canary_secret_is_in_no_record() -> None:
+    store = MemoryStore()
+    registry = Registry.of([core, directory_connector()])
+    loaded = load(registry, PLAYBOOK)
+    engine = Engine(
+        store, registry, [loaded], clock=FakeClock(), secrets={"dir.bind_password": CANARY}
+    )
+    # the secret's value also turns up in an input, as if a playbook author pasted it there
+    run = await engine.run_to_end(loaded, inputs={"user": f"x{CANARY}y"})
+    await engine.stop()
+    assert run.status is RunStatus.COMPLETED
+    lines = [r.line() for r in await store.audit_records(0, 100)]
+    assert lines
+    assert not any(CANARY in line for line in lines)
+    assert any("x[redacted]y" in line for line in lines)
+
+
+async def test_approvals_name_who_decided_and_aborts_who_asked(world: World) -> None:
+    loaded = world.load(
+        """\
+id: p
+name: P
+trigger: {manual: true}
+steps:
+  - id: ask
+    approval: {approvers: [ana], timeout: 15m}
+  - id: wait
+    approval: {approvers: [ana], timeout: 15m}
+"""
+    )
+    run_id = await world.engine.start_run(loaded)
+    await world.until(lambda: "ask" in world.engine.executors[run_id].states)
+    await world.engine.decide(run_id, "ask", approved=True, by="ana", comment="looks right")
+    await world.until(lambda: "wait" in world.engine.executors[run_id].states)
+    await world.engine.abort(run_id, "wrong host", actor="user:bob")
+    run = await world.engine.wait_run(run_id)
+    assert run.status is RunStatus.ABORTED
+    bodies = await records_of(world.store)
+    decided = [b for b in bodies if b["kind"] == "approval.decided"]
+    assert decided == [
+        {
+            "kind": "approval.decided",
+            "time": decided[0]["time"],
+            "actor": "ana",
+            "run_id": run_id,
+            "playbook": "p",
+            "version": 1,
+            "trace_id": decided[0]["trace_id"],
+            "step": "ask",
+            "approved": True,
+            "comment": "looks right",
+        }
+    ]
+    aborts = [b for b in bodies if b["kind"] == "run.abort_requested"]
+    assert [(b["actor"], b["reason"]) for b in aborts] == [("user:bob", "wrong host")]
+    assert bodies[-1]["kind"] == "run.finished"
+    assert bodies[-1]["status"] == "aborted"
+
+
+async def test_a_retried_attempt_is_recorded_as_retrying_then_succeeded(world: World) -> None:
+    loaded = world.load(
+        """\
+id: p
+name: P
+trigger: {manual: true}
+steps:
+  - id: flaky
+    action: fx.do
+    with: {name: flaky, fail_times: 1}
+    retry: {attempts: 3, backoff: 1s, jitter: false}
+"""
+    )
+    run_id = await world.engine.start_run(loaded)
+    await world.until(lambda: world.clock.next_wake is not None)
+    await world.clock.advance(timedelta(seconds=5))
+    run = await world.engine.wait_run(run_id)
+    assert run.status is RunStatus.COMPLETED
+    steps = [
+        (b["kind"], b.get("attempt"), b.get("outcome"))
+        for b in await records_of(world.store)
+        if b.get("step") == "flaky"
+    ]
+    assert steps == [
+        ("step.started", 1, None),
+        ("step.finished", 1, "retrying"),
+        ("step.started", 2, None),
+        ("step.finished", 2, "succeeded"),
+    ]
+
+
+async def test_dry_runs_and_an_engine_without_audit_record_nothing() -> None:
+    registry = Registry.of([core, directory_connector()])
+    loaded = load(registry, PLAYBOOK)
+    dry_store, off_store = MemoryStore(), MemoryStore()
+    secrets = {"dir.bind_password": CANARY}
+    dry = Engine(dry_store, registry, [loaded], clock=FakeClock(), secrets=secrets)
+    await dry.run_to_end(loaded, inputs={"user": "jdoe"}, dry_run=True)
+    await dry.stop()
+    off = Engine(off_store, registry, [loaded], clock=FakeClock(), secrets=secrets, audit=False)
+    run = await off.run_to_end(loaded, inputs={"user": "jdoe"})
+    await off.stop()
+    assert run.status is RunStatus.COMPLETED
+    assert await dry_store.audit_head() == (0, ZERO_HASH)
+    assert await off_store.audit_head() == (0, ZERO_HASH)
