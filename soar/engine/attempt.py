@@ -14,11 +14,13 @@ from pydantic import BaseModel, JsonValue, ValidationError
 from soar.connectors.action import ActionSpec
 from soar.connectors.context import ActionContext
 from soar.engine.backoff import retry_delay
+from soar.engine.evidence import LOG_FILTER
 from soar.engine.outputs import placeholder_output
 from soar.engine.scope import jsonable, render
 from soar.errors import ActionFailed, EvaluationError
 from soar.models.run import StepState, StepStatus, TransitionKind
 from soar.playbook.graph import StepNode
+from soar.telemetry.tracing import ACTION, ATTEMPT, OUTCOME, PLAYBOOK, RUN_ID, STEP, VERSION
 
 if TYPE_CHECKING:
     from soar.engine.executor import RunExecutor
@@ -98,8 +100,8 @@ class Attempts:
                 await ex.succeeded(key, output, attempt=attempt, data={"dry_run": True})
                 return
             try:
-                output = await self._call(
-                    spec, inputs, state.idempotency_key, timeout.total_seconds(), attempt
+                output = await self._traced(
+                    spec, inputs, key, state.idempotency_key, timeout.total_seconds(), attempt
                 )
             except AttemptFailed as failure:
                 ex.engine.instruments.connector_error(spec.connector, spec.name, failure.retryable)
@@ -150,6 +152,55 @@ class Attempts:
             dry_run=self.executor.run.dry_run,
         )
 
+    def _clean(self, output: JsonValue) -> JsonValue:
+        """An output with every configured secret value hidden, before it is stored."""
+        return self.executor.engine.evidence.hide_secrets(output)
+
+    def _redacted(self, failure: AttemptFailed) -> AttemptFailed:
+        """The failure with every secret value hidden: its text goes to the run's record, the
+        audit log and the trace."""
+        error = self.executor.engine.evidence.hide_secrets(failure.error)
+        if error == failure.error:
+            return failure
+        return AttemptFailed(str(error), retryable=failure.retryable)
+
+    async def _traced(
+        self,
+        spec: ActionSpec,
+        inputs: dict[str, JsonValue],
+        step: str,
+        key: str,
+        limit: float,
+        attempt: int,
+    ) -> JsonValue:
+        """`_call` inside a `soar.engine.step` span with a `soar.connector.call` span in it,
+        when tracing is on; both are children of the run's root span."""
+        ex = self.executor
+        tracing = ex.engine.tracing
+        if not tracing.enabled:
+            return await self._call(spec, inputs, key, limit, attempt)
+        attributes: dict[str, str | int | bool] = {
+            PLAYBOOK: ex.run.playbook_id,
+            VERSION: ex.run.playbook_version,
+            RUN_ID: ex.run.id,
+            STEP: step,
+            ACTION: spec.qualified_name,
+            ATTEMPT: attempt,
+        }
+        with tracing.span("soar.engine.step", ex.trace_ref, attributes) as span:
+            try:
+                call_attributes: dict[str, str | int | bool] = {
+                    ACTION: spec.qualified_name,
+                    ATTEMPT: attempt,
+                }
+                with tracing.span("soar.connector.call", span.ref, call_attributes):
+                    output = await self._call(spec, inputs, key, limit, attempt)
+            except AttemptFailed as failure:
+                span.set(OUTCOME, "retryable" if failure.retryable else "failed")
+                raise
+            span.set(OUTCOME, "succeeded")
+            return output
+
     async def _call(
         self, spec: ActionSpec, inputs: dict[str, JsonValue], key: str, limit: float, attempt: int
     ) -> JsonValue:
@@ -167,9 +218,9 @@ class Attempts:
                 # then need no task, no timer and no trip round the event loop
                 first = call.send(None)
             except StopIteration as stop:
-                return _output(spec, stop.value)
+                return self._clean(_output(spec, stop.value))
             except BaseException as exc:
-                raise _failure(exc, spec, attempt) from None
+                raise self._redacted(_failure(exc, spec, attempt)) from None
             task = asyncio.ensure_future(_resume(call, first))
         else:
             task = asyncio.ensure_future(call)
@@ -185,8 +236,8 @@ class Attempts:
         try:
             result = task.result()
         except BaseException as exc:
-            raise _failure(exc, spec, attempt) from None
-        return _output(spec, result)
+            raise self._redacted(_failure(exc, spec, attempt)) from None
+        return self._clean(_output(spec, result))
 
     async def _verify(
         self, spec: ActionSpec, inputs: dict[str, JsonValue], state: StepState
@@ -262,7 +313,9 @@ class Attempts:
                     output: JsonValue = None
                     break
                 try:
-                    output = await self._call(spec, inputs, state.idempotency_key, timeout, attempt)
+                    output = await self._traced(
+                        spec, inputs, key, state.idempotency_key, timeout, attempt
+                    )
                     break
                 except AttemptFailed as failure:
                     if failure.retryable and attempt < _COMPENSATION_ATTEMPTS:
@@ -345,7 +398,9 @@ class _Continue:
 
 @functools.cache
 def _logger(action: str) -> logging.Logger:
-    return logging.getLogger(f"soar.action.{action}")
+    logger = logging.getLogger(f"soar.action.{action}")
+    logger.addFilter(LOG_FILTER)
+    return logger
 
 
 async def _within(task: asyncio.Future[Any], limit: float) -> bool:

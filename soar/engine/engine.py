@@ -22,7 +22,7 @@ from soar.connectors.context import Secrets
 from soar.connectors.registry import Registry
 from soar.engine.attempt import AttemptFailed
 from soar.engine.clock import Clock, SystemClock
-from soar.engine.evidence import Evidence
+from soar.engine.evidence import ENGINE, Evidence
 from soar.engine.executor import RunExecutor
 from soar.engine.scope import jsonable, render
 from soar.errors import BadInputs, ConflictError, EvaluationError
@@ -41,7 +41,17 @@ from soar.playbook.graph import StepNode
 from soar.playbook.validate import LoadedPlaybook
 from soar.store.base import Change, RunSnapshot, Store
 from soar.telemetry.metrics import NO_INSTRUMENTS, Instruments
-from soar.telemetry.tracing import new_trace
+from soar.telemetry.tracing import (
+    ALERT_ID,
+    NO_TRACING,
+    OUTCOME,
+    PLAYBOOK,
+    RUN_ID,
+    VERSION,
+    TraceRef,
+    Tracing,
+    new_trace,
+)
 
 _log = logging.getLogger("soar.engine")
 Observer = Callable[[RunExecutor, list[Transition]], None]
@@ -64,6 +74,7 @@ class Engine:
         rng: random.Random | None = None,
         audit: bool = True,
         instruments: Instruments = NO_INSTRUMENTS,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -74,6 +85,7 @@ class Engine:
         self._secrets = dict(secrets) if secrets is not None else None
         self.evidence = Evidence(enabled=audit, secrets=self._secret_values())
         self.instruments = instruments
+        self.tracing = tracing
         self._new_id = new_id or (lambda: uuid.uuid4().hex)
         self.playbooks: dict[str, LoadedPlaybook] = {}
         self.versions: dict[str, LoadedPlaybook] = {}
@@ -171,8 +183,10 @@ class Engine:
         dedup: tuple[str, datetime] | None = None,
         cron_mark: datetime | None = None,
         run_id: str | None = None,
+        trace_parent: TraceRef | None = None,
     ) -> str:
-        """Record a new run durably and start driving it; returns its id."""
+        """Record a new run durably and start driving it; returns its id. With `trace_parent`
+        (the alert's span) the run joins that trace."""
         executor = await self._start(
             playbook,
             alert=alert,
@@ -183,6 +197,7 @@ class Engine:
             dedup=dedup,
             cron_mark=cron_mark,
             run_id=run_id,
+            trace_parent=trace_parent,
         )
         return executor.run.id
 
@@ -210,6 +225,7 @@ class Engine:
         dedup: tuple[str, datetime] | None = None,
         cron_mark: datetime | None = None,
         run_id: str | None = None,
+        trace_parent: TraceRef | None = None,
     ) -> RunExecutor:
         loaded = self.playbooks[playbook] if isinstance(playbook, str) else playbook
         run, started = self._new_run(
@@ -220,6 +236,7 @@ class Engine:
             dry_run=dry_run,
             parent=parent,
             run_id=run_id,
+            trace_parent=trace_parent,
         )
         change = Change(runs=[run], transitions=[started])
         if not dry_run:
@@ -236,6 +253,7 @@ class Engine:
         executor = await self._spawn(
             RunSnapshot(run=run, steps={}, alerts=[], timers=[], last_seq=1), creation=change
         )
+        executor.trace_parent = trace_parent  # before its task first runs
         await asyncio.shield(executor.created)
         return executor
 
@@ -249,6 +267,7 @@ class Engine:
         dry_run: bool = False,
         parent: tuple[str, str] | None = None,
         run_id: str | None = None,
+        trace_parent: TraceRef | None = None,
     ) -> tuple[Run, Transition]:
         """A new run and its `run_started` transition, not yet written."""
         self.versions.setdefault(loaded.digest, loaded)
@@ -260,7 +279,7 @@ class Engine:
         )
         run = Run(
             id=run_id or self._new_id(),
-            trace=self._trace_for(parent),
+            trace=self._trace_for(parent, trace_parent),
             playbook_id=loaded.playbook.id,
             playbook_version=loaded.playbook.version,
             playbook_digest=loaded.digest,
@@ -284,9 +303,23 @@ class Engine:
             data["alert_id"] = alert.id
         return run, Transition(run.id, 1, now, TransitionKind.RUN_STARTED, data=data)
 
-    async def submit_alert(self, alert: Alert) -> list[str]:
-        """Start (or, inside a dedup window, join) one run per playbook whose trigger matches.
-        Returns the ids of the runs started or joined."""
+    async def submit_alert(
+        self, alert: Alert, *, trace: TraceRef | None = None, actor: str = ENGINE
+    ) -> list[str]:
+        """Start (or, inside a dedup window, join) one run per playbook whose trigger matches,
+        all in the alert's trace (a child of `trace`, the span that published it, if known),
+        and record that the alert was accepted. Returns the ids of the runs started or joined."""
+        ref = new_trace(trace.trace_id if trace is not None else None)
+        with self.tracing.root_span("soar.alert", ref, trace, {ALERT_ID: alert.id}):
+            touched = await self._submit(alert, ref)
+        event = self.evidence.alert_accepted(
+            alert, self.clock.now(), touched, trace_id=ref.trace_id, actor=actor
+        )
+        if event is not None:
+            await self.store.apply(Change(audit=[event]))
+        return touched
+
+    async def _submit(self, alert: Alert, ref: TraceRef) -> list[str]:
         variables = {"alert": alert.context()}
         touched = []
         for loaded in list(self.playbooks.values()):
@@ -304,7 +337,11 @@ class Engine:
                 continue
             dedup = playbook.trigger.dedup
             if dedup is None:
-                touched.append(await self.start_run(loaded, alert=alert, trigger=TriggerKind.ALERT))
+                touched.append(
+                    await self.start_run(
+                        loaded, alert=alert, trigger=TriggerKind.ALERT, trace_parent=ref
+                    )
+                )
                 continue
             key = str(
                 jsonable(
@@ -321,7 +358,11 @@ class Engine:
                 expires = self.clock.now() + dedup.window
                 touched.append(
                     await self.start_run(
-                        loaded, alert=alert, trigger=TriggerKind.ALERT, dedup=(key, expires)
+                        loaded,
+                        alert=alert,
+                        trigger=TriggerKind.ALERT,
+                        dedup=(key, expires),
+                        trace_parent=ref,
                     )
                 )
         return touched
@@ -495,8 +536,10 @@ class Engine:
                 values[name] = os.environ[env]
         return Secrets(values)
 
-    def _trace_for(self, parent: tuple[str, str] | None) -> str:
-        """A new trace, or for a sub-playbook's run a new span in its parent's trace."""
+    def _trace_for(self, parent: tuple[str, str] | None, alert: TraceRef | None) -> str:
+        """A new span in the alert's trace, in a parent run's trace, or in a new trace."""
+        if alert is not None:
+            return new_trace(alert.trace_id).traceparent()
         executor = self.executors.get(parent[0]) if parent is not None else None
         if executor is not None and executor.run.trace:
             return new_trace(executor.run.trace[3:35]).traceparent()
@@ -681,7 +724,21 @@ class Engine:
 
     async def _drive(self, executor: RunExecutor) -> Run:
         try:
-            return await executor.drive()
+            ref = executor.trace_ref
+            if not self.tracing.enabled or ref is None or executor.run.dry_run:
+                return await executor.drive()
+            run = executor.run
+            attributes: dict[str, str | int | bool] = {
+                PLAYBOOK: run.playbook_id,
+                VERSION: run.playbook_version,
+                RUN_ID: run.id,
+            }
+            with self.tracing.root_span(
+                "soar.engine.run", ref, executor.trace_parent, attributes
+            ) as span:
+                finished = await executor.drive()
+                span.set(OUTCOME, finished.status._value_)
+                return finished
         finally:
             self.executors.pop(executor.run.id, None)
 

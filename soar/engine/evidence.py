@@ -8,6 +8,7 @@ output is recorded as a digest, never as its value.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 from collections.abc import Iterable
@@ -49,6 +50,28 @@ _RUN_KINDS: Final = {
 }
 
 
+class SecretsInLogs(logging.Filter):
+    """Hides configured secret values in the log records of actions (which format whatever a
+    connector hands them). One per process: a worker's engines share its secrets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            hidden = message
+            for secret in self.secrets:
+                hidden = hidden.replace(secret, REDACTED)
+            if hidden != message:
+                record.msg, record.args = hidden, None
+        return True
+
+
+LOG_FILTER: Final = SecretsInLogs()
+
+
 def rfc3339(moment: datetime) -> str:
     """UTC with six fraction digits and `Z`, as every time in the log is written."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -72,9 +95,28 @@ class Evidence:
         self._secrets = sorted(
             {s for s in secrets if len(s) >= _SHORTEST_SECRET}, key=len, reverse=True
         )
+        LOG_FILTER.secrets.update(self._secrets)
+
+    def hide_secrets(self, value: JsonValue) -> JsonValue:
+        """`value` with every configured secret value replaced (keys are left alone: an output
+        may rightly carry a field called `token`)."""
+        if not self._secrets:
+            return value
+        if isinstance(value, str):
+            for secret in self._secrets:
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {k: self.hide_secrets(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.hide_secrets(v) for v in value]
+        return value
 
     def redact(self, value: JsonValue) -> JsonValue:
         """`value` with every secret value and every value under a secret-looking key hidden."""
+        if not self._secrets and not isinstance(value, dict | list):
+            return value
         if isinstance(value, str):
             for secret in self._secrets:
                 if secret in value:
@@ -194,7 +236,13 @@ class Evidence:
         )
 
     def alert_accepted(
-        self, alert: Alert, at: datetime, runs: list[str], *, actor: str = ENGINE
+        self,
+        alert: Alert,
+        at: datetime,
+        runs: list[str],
+        *,
+        trace_id: str | None = None,
+        actor: str = ENGINE,
     ) -> AuditEvent | None:
         """An alert soar took in, and the runs it started or joined."""
         if not self.enabled:
@@ -209,12 +257,15 @@ class Evidence:
             "severity": alert.severity._value_,
             "runs": list(runs),
         }
+        if trace_id is not None:
+            body["trace_id"] = trace_id
         return AuditEvent(
             kind=AuditKind.ALERT_ACCEPTED,
             time=at,
             actor=actor,
             body=_encode(body),
             alert_id=alert.id,
+            trace_id=trace_id,
         )
 
     def _base(self, run: Run, kind: AuditKind, at: datetime, actor: str) -> dict[str, JsonValue]:

@@ -37,6 +37,7 @@ from soar.playbook.schema import ApprovalTimeout, EndStatus, WaitTimeout
 from soar.playbook.source import Path
 from soar.playbook.validate import LoadedPlaybook
 from soar.store.base import Change, RunSnapshot
+from soar.telemetry.tracing import TraceRef
 
 if TYPE_CHECKING:
     from soar.engine.engine import Engine
@@ -107,6 +108,9 @@ class RunExecutor:
         self._held_steps: list[StepState] = []
         self._held_transitions: list[Transition] = []
         self._held_audit: list[AuditEvent] = []
+        self.trace_ref = TraceRef.parse(self.run.trace)
+        self.trace_parent: TraceRef | None = None
+        """The alert's span that started this run (known only in the process that started it)."""
         self.acting: dict[str, ActionSpec] = {}
         """The action each step instance calls, for its audit records (set before it starts)."""
         # A new run's own record (run row, `run_started`, dedup entry, cron mark) rides with its
