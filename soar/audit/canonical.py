@@ -61,9 +61,11 @@ def _encode(value: object) -> str:
     if isinstance(value, str):
         return _string(value)
     if isinstance(value, int):
-        if not -SAFE_INTEGER < value < SAFE_INTEGER:
-            raise ValueError(f"integer {value} is beyond what JSON numbers hold exactly")
-        return str(value)
+        if -SAFE_INTEGER < value < SAFE_INTEGER:
+            return str(value)
+        if abs(value) < 2**1024 and number(float(value)) == str(value):
+            return str(value)  # the text a double prints as: what a reader parsed, unchanged
+        raise ValueError(f"integer {value} is beyond what JSON numbers hold exactly")
     if isinstance(value, float):
         return number(value)
     if isinstance(value, Mapping):
