@@ -56,6 +56,11 @@ class AuditSettings(BaseModel):
     publish_url: str | None = Field(
         default=None, description="POST each signed checkpoint (JSON) to this URL"
     )
+    publish_kafka_bootstrap: str | None = Field(
+        default=None, description="send each signed checkpoint to Kafka at host:port..."
+    )
+    publish_kafka_topic: str = "soar.audit.checkpoints"
+    log_id: str = Field(default="soar", min_length=1, description="the log's name in checkpoints")
 
 
 class TelemetrySettings(BaseModel):

@@ -99,3 +99,10 @@ class Publisher:
                     )
                     break
                 pending.pop(0)
+
+    async def close(self) -> None:
+        """Release the sinks' connections (a Kafka producer)."""
+        for sink in self.sinks:
+            closing = getattr(sink, "close", None)
+            if closing is not None:
+                await closing()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import getpass
 import logging
 
+from soar.audit.kafka_sink import KafkaSink
 from soar.audit.keys import Keyring
 from soar.audit.sinks import FileSink, HttpSink, Publisher, Sink
 from soar.config import Settings
 from soar.engine.checkpointer import Checkpointer
 from soar.errors import ConfigError
 from soar.store.base import Store
+from soar.telemetry.tracing import Tracing, configure_tracing
 
 _log = logging.getLogger("soar.audit")
 
@@ -29,6 +31,14 @@ def publisher_for(settings: Settings) -> Publisher:
         sinks.append(FileSink(settings.audit.publish_file))
     if settings.audit.publish_url is not None:
         sinks.append(HttpSink(settings.audit.publish_url))
+    if settings.audit.publish_kafka_bootstrap is not None:
+        sinks.append(
+            KafkaSink(
+                settings.audit.publish_kafka_bootstrap,
+                settings.audit.publish_kafka_topic,
+                key=settings.audit.log_id,
+            )
+        )
     return Publisher(sinks)
 
 
@@ -36,6 +46,7 @@ def checkpointer_for(settings: Settings, store: Store, keyring: Keyring) -> Chec
     return Checkpointer(
         store,
         keyring,
+        log_id=settings.audit.log_id,
         publisher=publisher_for(settings),
         every=settings.audit.checkpoint_every,
         records=settings.audit.checkpoint_records,
@@ -52,3 +63,8 @@ def optional_checkpointer(settings: Settings, store: Store) -> Checkpointer | No
         _log.warning("audit checkpoints are not signed: %s", exc)
         return None
     return checkpointer_for(settings, store, keyring)
+
+
+def tracing_for(settings: Settings) -> Tracing:
+    telemetry = settings.telemetry
+    return configure_tracing(telemetry.traces, otlp_endpoint=telemetry.otlp_endpoint)

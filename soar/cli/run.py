@@ -12,7 +12,7 @@ from typing import BinaryIO
 import click
 from pydantic import JsonValue
 
-from soar.cli.auditing import optional_checkpointer
+from soar.cli.auditing import optional_checkpointer, tracing_for
 from soar.config import Settings, load_settings
 from soar.connectors.catalog import load_catalog
 from soar.connectors.registry import Registry, load_registry
@@ -133,6 +133,7 @@ async def _run(
 ) -> int:
     url = "memory://" if dry_run else settings.store
     results = []
+    tracing = tracing_for(settings)
     async with open_store(url) as store:
         engine = Engine(
             store,
@@ -141,6 +142,7 @@ async def _run(
             directory=settings.directory,
             connector_settings=settings.connectors,
             audit=settings.audit.enabled,
+            tracing=tracing,
         )
         checkpointer = None if dry_run else optional_checkpointer(settings, store)
         seen: dict[str, RunExecutor] = {}
@@ -173,6 +175,7 @@ async def _run(
         await engine.stop()
         if checkpointer is not None:
             await checkpointer.stop()  # signs what these runs recorded
+    tracing.shutdown()
     if as_json:
         click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     ok = all(r["status"] == RunStatus.COMPLETED.value for r in results)

@@ -124,7 +124,10 @@ class Checkpointer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        return await self.checkpoint()
+        try:
+            return await self.checkpoint()
+        finally:
+            await self.publisher.close()
 
     async def _loop(self) -> None:
         poll = min(self.every.total_seconds(), 1.0)
