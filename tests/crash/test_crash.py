@@ -4,6 +4,7 @@ timer fired. The effects are counted by idempotency key in a database of their o
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -107,6 +108,29 @@ def check(tmp_path: Path) -> None:
     assert len(outcomes) == 2 * RUNS
     assert {status for _, _, status in outcomes} == {"succeeded"}
     check_audit(store, set(done) | set(undone))
+    verify_exported(tmp_path)
+
+
+def verify_exported(tmp_path: Path) -> None:
+    """The exported log, with the checkpoints signed between kills, verifies offline."""
+    from soar.audit.export import export_lines
+    from soar.audit.keys import Keyring, load_public_keys
+    from soar.audit.verify import verify_export
+    from soar.store import SqliteStore
+
+    async def lines() -> list[str]:
+        store = await SqliteStore.open(tmp_path / "soar.db")
+        try:
+            return [line async for line in export_lines(store)]
+        finally:
+            await store.close()
+
+    exported = asyncio.run(lines())
+    keys = load_public_keys(Keyring.open(tmp_path / "keys").public_pem())
+    report = verify_export(exported, keys)
+    assert report.ok, report.problem
+    assert report.checkpoints >= 1
+    assert report.last_checkpoint == report.records  # signed to the end at the clean stop
 
 
 def check_audit(store: sqlite3.Connection, effect_keys: set[str]) -> None:

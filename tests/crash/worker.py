@@ -17,13 +17,16 @@ import signal
 import sqlite3
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from soar.audit.keys import Keyring
 from soar.connectors import ActionContext, ActionFailed, Connector, Registry
 from soar.connectors.core import core
 from soar.engine import Engine
+from soar.engine.checkpointer import Checkpointer
 from soar.models.run import TransitionKind
 from soar.playbook.validate import validate_text
 from soar.store import open_store
@@ -95,8 +98,13 @@ async def main(store_path: Path, effects: Path, text: str, count: int) -> int:
     result = validate_text(text, file="crash.playbook.yaml", registry=registry)
     assert result.loaded is not None, [str(d) for d in result.diagnostics]
     loaded = result.loaded
+    keys = store_path.parent / "keys"
+    keyring = Keyring.open(keys) if keys.exists() else Keyring.create(keys)
     async with open_store(f"sqlite:///{store_path}") as store:
         engine = Engine(store, registry, [loaded])
+        # checkpoints signed often, so that kills land before, during and after signing
+        checkpointer = Checkpointer(store, keyring, every=timedelta(milliseconds=100), records=50)
+        checkpointer.start()
 
         def observe(executor: object, transitions: list) -> None:  # type: ignore[type-arg]
             for transition in transitions:
@@ -113,6 +121,7 @@ async def main(store_path: Path, effects: Path, text: str, count: int) -> int:
                 await engine.start_run(loaded, inputs={"fail": i % 4 == 3}, run_id=run_id)
         await engine.wait_idle()
         await engine.stop()
+        await checkpointer.stop()
     print("all runs ended", flush=True)
     return 0
 
