@@ -35,20 +35,32 @@ def canonical(value: object) -> bytes:
 
 
 def _plain(value: object) -> bool:
-    """No floats, no big integers, only ASCII keys: orjson's sorted output is canonical."""
-    kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return True
-    if kind is int:
-        return -SAFE_INTEGER < value < SAFE_INTEGER  # type: ignore[operator]
-    if kind is dict:
-        for key, item in value.items():  # type: ignore[attr-defined]
-            if type(key) is not str or not key.isascii() or not _plain(item):
+    """No floats, no big integers, only ASCII keys: orjson's sorted output is canonical.
+    Iterative, with scalars checked in line: it runs on every audit body."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is dict:
+            for key, inner in item.items():  # type: ignore[attr-defined]
+                if type(key) is not str or not key.isascii():
+                    return False
+                inner_kind = type(inner)
+                if inner_kind is str or inner is None or inner_kind is bool:
+                    continue
+                if inner_kind is int:
+                    if not -SAFE_INTEGER < inner < SAFE_INTEGER:
+                        return False
+                    continue
+                pending.append(inner)
+        elif kind is list or kind is tuple:
+            pending.extend(item)  # type: ignore[arg-type]
+        elif kind is int:
+            if not -SAFE_INTEGER < item < SAFE_INTEGER:  # type: ignore[operator]
                 return False
-        return True
-    if kind is list or kind is tuple:
-        return all(_plain(item) for item in value)  # type: ignore[attr-defined]
-    return False
+        elif not (kind is str or item is None or kind is bool):
+            return False
+    return True
 
 
 def _encode(value: object) -> str:

@@ -7,12 +7,13 @@ output is recorded as a digest, never as its value.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from pydantic import JsonValue
@@ -72,9 +73,19 @@ class SecretsInLogs(logging.Filter):
 LOG_FILTER: Final = SecretsInLogs()
 
 
+_NO_OFFSET: Final = timedelta(0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_sensitive(key: str) -> bool:
+    return _SENSITIVE_KEY.search(key) is not None
+
+
 def rfc3339(moment: datetime) -> str:
     """UTC with six fraction digits and `Z`, as every time in the log is written."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.utcoffset() != _NO_OFFSET:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def digest(value: JsonValue) -> str:
@@ -124,7 +135,7 @@ class Evidence:
             return value
         if isinstance(value, dict):
             return {
-                k: REDACTED if _SENSITIVE_KEY.search(k) and v is not None else self.redact(v)
+                k: REDACTED if _is_sensitive(k) and v is not None else self.redact(v)
                 for k, v in value.items()
             }
         if isinstance(value, list):
