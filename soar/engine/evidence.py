@@ -18,7 +18,7 @@ from typing import Final
 
 from pydantic import JsonValue
 
-from soar.audit.canonical import canonical
+from soar.audit.canonical import canonical, is_plain, plain_canonical
 from soar.connectors.action import ActionSpec
 from soar.models import Alert
 from soar.models.audit import AuditEvent, AuditKind
@@ -190,7 +190,12 @@ class Evidence:
                         body[name] = self.redact(output.get(name))
             if "retry_at" in detail:
                 body["retry_at"] = detail["retry_at"]
-        return _event(audit_kind, at, body, run, state.key, spec, target)
+        # every value but the inputs and an approval's decision is made here, ASCII keys and
+        # safe scalars: only those need checking before the fast canonical path
+        foreign = (body.get("inputs"), body.get("decided_by"), body.get("target"))
+        return _event(
+            audit_kind, at, body, run, state.key, spec, target, plain=all(map(is_plain, foreign))
+        )
 
     def run(
         self,
@@ -244,6 +249,7 @@ class Evidence:
             None,
             None,
             alert_id=alert_id if isinstance(alert_id, str) else None,
+            plain=is_plain(body.get("inputs")) and is_plain(body.get("detail")),
         )
 
     def alert_accepted(
@@ -312,12 +318,13 @@ def _event(
     target: str | None,
     *,
     alert_id: str | None = None,
+    plain: bool = False,
 ) -> AuditEvent:
     return AuditEvent(
         kind=kind,
         time=time,
         actor=str(body["actor"]),
-        body=_encode(body),
+        body=plain_canonical(body) if plain else _encode(body),
         run_id=run.id,
         alert_id=alert_id,
         step=step,

@@ -125,6 +125,7 @@ async def test_records_form_one_unbroken_chain() -> None:
         assert record.seq == seq
         assert record.prev == prev
         assert record.hash == leaf_hash(seq, prev, record.event.body)
+        assert canonical(json.loads(record.event.body)) == record.event.body  # RFC 8785 exactly
         prev = record.hash
 
 
