@@ -83,9 +83,9 @@ def _is_sensitive(key: str) -> bool:
 
 def rfc3339(moment: datetime) -> str:
     """UTC with six fraction digits and `Z`, as every time in the log is written."""
-    if moment.utcoffset() != _NO_OFFSET:
+    if moment.tzinfo is not UTC and moment.utcoffset() != _NO_OFFSET:
         moment = moment.astimezone(UTC)
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return moment.isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def digest(value: JsonValue) -> str:
