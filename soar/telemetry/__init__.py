@@ -1,19 +1,59 @@
 """Traces and metrics (OpenTelemetry), and trace context carried in Kafka headers."""
 
-from soar.telemetry.metrics import NO_INSTRUMENTS, Instruments, Metrics, configure_metrics
-from soar.telemetry.propagation import extract, inject
-from soar.telemetry.tracing import NO_TRACING, TraceRef, Tracing, configure_tracing, new_trace
+from soar.telemetry.metrics import (
+    CONTENT_TYPE,
+    NO_INSTRUMENTS,
+    Instruments,
+    Metrics,
+    MetricsSettings,
+    OtelInstruments,
+    configure_metrics,
+)
+from soar.telemetry.propagation import extract, extract_state, inject
+from soar.telemetry.tracing import (
+    ACTION,
+    ALERT_ID,
+    ATTEMPT,
+    NO_TRACING,
+    OUTCOME,
+    PLAYBOOK,
+    RUN_ID,
+    STEP,
+    VERSION,
+    ActiveSpan,
+    TraceRef,
+    Tracing,
+    TracingSettings,
+    configure_tracing,
+    in_memory_tracing,
+    new_trace,
+)
 
 __all__ = [
+    "ACTION",
+    "ALERT_ID",
+    "ATTEMPT",
+    "CONTENT_TYPE",
     "NO_INSTRUMENTS",
     "NO_TRACING",
+    "OUTCOME",
+    "PLAYBOOK",
+    "RUN_ID",
+    "STEP",
+    "VERSION",
+    "ActiveSpan",
     "Instruments",
     "Metrics",
+    "MetricsSettings",
+    "OtelInstruments",
     "TraceRef",
     "Tracing",
+    "TracingSettings",
     "configure_metrics",
     "configure_tracing",
     "extract",
+    "extract_state",
+    "in_memory_tracing",
     "inject",
     "new_trace",
 ]

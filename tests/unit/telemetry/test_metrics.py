@@ -1,0 +1,184 @@
+"""Metrics scraped from `/metrics` over real HTTP on loopback, one registry per `Metrics`, and
+the instruments that do nothing when metrics are off."""
+
+from __future__ import annotations
+
+import threading
+import timeit
+import urllib.error
+import urllib.request
+
+import pytest
+from pydantic import ValidationError
+
+from soar.telemetry.metrics import (
+    CONTENT_TYPE,
+    NO_INSTRUMENTS,
+    Instruments,
+    MetricsSettings,
+    OtelInstruments,
+    configure_metrics,
+)
+
+STEP = 'outcome="succeeded",playbook="contain",step="isolate",version="3"'
+APPROVAL = 'outcome="timed_out",playbook="contain",step="ask"'
+ON = MetricsSettings(exporter="prometheus", port=0)
+
+
+def record_a_few(instruments: Instruments) -> None:
+    instruments.run_started("contain", 3)
+    instruments.run_started("contain", 3)
+    instruments.run_finished("contain", 3, "completed")
+    instruments.run_finished("contain", 3, "completed")
+    instruments.run_finished("contain", 3, "failed")
+    instruments.step_finished("contain", 3, "isolate", "succeeded", 0.25)
+    instruments.step_finished("contain", 3, "isolate", "retryable", 0.0005)
+    instruments.connector_error("edr", "isolate", True)
+    instruments.approval_waited("contain", "ask", "timed_out", 900.0)
+    instruments.alert_consumed("edr")
+    instruments.alert_dead_lettered("not_json")
+
+
+def test_metrics_are_scraped_over_http_on_loopback() -> None:
+    metrics = configure_metrics(ON)
+    try:
+        assert isinstance(metrics.instruments, OtelInstruments)
+        record_a_few(metrics.instruments)
+        port = metrics.serve()
+        assert port is not None
+        assert metrics.serve() == port  # serving twice is the same server
+        url = f"http://127.0.0.1:{port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            content_type = response.headers["Content-Type"]
+            lines = response.read().decode().splitlines()
+    finally:
+        metrics.shutdown()
+
+    assert content_type == CONTENT_TYPE
+    expected = [
+        'soar_runs_started_total{playbook="contain",version="3"} 2.0',
+        'soar_runs_finished_total{playbook="contain",status="completed",version="3"} 2.0',
+        'soar_runs_finished_total{playbook="contain",status="failed",version="3"} 1.0',
+        f"soar_steps_total{{{STEP}}} 1.0",
+        'soar_steps_total{outcome="retryable",playbook="contain",step="isolate",version="3"} 1.0',
+        f'soar_step_duration_seconds_bucket{{le="0.1",{STEP}}} 0.0',
+        f'soar_step_duration_seconds_bucket{{le="0.25",{STEP}}} 1.0',
+        f'soar_step_duration_seconds_bucket{{le="3600.0",{STEP}}} 1.0',
+        f'soar_step_duration_seconds_bucket{{le="+Inf",{STEP}}} 1.0',
+        f"soar_step_duration_seconds_count{{{STEP}}} 1.0",
+        f"soar_step_duration_seconds_sum{{{STEP}}} 0.25",
+        'soar_connector_errors_total{action="isolate",connector="edr",retryable="true"} 1.0',
+        f'soar_approval_wait_seconds_bucket{{le="600.0",{APPROVAL}}} 0.0',
+        f'soar_approval_wait_seconds_bucket{{le="900.0",{APPROVAL}}} 1.0',
+        f"soar_approval_wait_seconds_count{{{APPROVAL}}} 1.0",
+        'soar_alerts_consumed_total{source="edr"} 1.0',
+        'soar_alerts_dead_lettered_total{reason="not_json"} 1.0',
+        "# TYPE soar_step_duration_seconds histogram",
+        "# TYPE soar_runs_finished_total counter",
+    ]
+    assert [line for line in expected if line not in lines] == []
+    assert not any("otel_scope" in line or "target_info" in line for line in lines)
+    with pytest.raises(urllib.error.URLError):  # stopped: nothing listens any more
+        urllib.request.urlopen(url, timeout=5)
+
+
+def test_each_metrics_has_its_own_registry() -> None:
+    first, second = configure_metrics("prometheus"), configure_metrics("prometheus")
+    try:
+        first.instruments.run_finished("contain", 1, "completed")
+        second.instruments.run_finished("phish", 2, "failed")
+        one, two = first.exposition().decode(), second.exposition().decode()
+    finally:
+        first.shutdown()
+        second.shutdown()
+    assert 'playbook="contain"' in one
+    assert 'playbook="phish"' not in one
+    assert 'playbook="phish"' in two
+    assert 'playbook="contain"' not in two
+
+
+def test_scrapes_at_the_same_time_each_get_every_figure_once() -> None:
+    metrics = configure_metrics("prometheus")
+    for index in range(20):
+        metrics.instruments.step_finished("p", 1, f"s{index}", "succeeded", 0.01)
+    counts: list[int] = []
+
+    def scrape() -> None:
+        for _ in range(5):
+            counts.append(metrics.exposition().decode().count('step="s7"'))
+
+    threads = [threading.Thread(target=scrape) for _ in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        metrics.shutdown()
+    per_scrape = 3 + 21  # soar_steps_total, _count, _sum, and 20 buckets and +Inf
+    assert counts == [per_scrape] * 20
+
+
+def test_label_sets_past_the_limit_are_counted_together() -> None:
+    metrics = configure_metrics("prometheus")
+    try:
+        for index in range(1003):
+            metrics.instruments.alert_consumed(f"source-{index}")
+        lines = metrics.exposition().decode().splitlines()
+    finally:
+        metrics.shutdown()
+    consumed = [line for line in lines if line.startswith("soar_alerts_consumed_total{")]
+    assert len(consumed) == 1001
+    assert 'soar_alerts_consumed_total{source="_overflow"} 3.0' in consumed
+
+
+def test_a_negative_duration_counts_as_zero() -> None:
+    metrics = configure_metrics("prometheus")
+    try:
+        metrics.instruments.step_finished("p", 1, "s", "succeeded", -2.0)
+        text = metrics.exposition().decode()
+    finally:
+        metrics.shutdown()
+    labels = 'outcome="succeeded",playbook="p",step="s",version="1"'
+    assert f'soar_step_duration_seconds_bucket{{le="0.001",{labels}}} 1.0' in text
+    assert f"soar_step_duration_seconds_sum{{{labels}}} 0.0" in text
+
+
+def test_metrics_off_record_nothing_serve_nothing_and_cost_next_to_nothing() -> None:
+    metrics = configure_metrics()
+    assert metrics.instruments is NO_INSTRUMENTS
+    assert not metrics.enabled
+    record_a_few(metrics.instruments)
+    assert metrics.exposition() == b""
+    assert metrics.serve() is None
+    metrics.shutdown()
+
+    calls = 100_000
+    step_finished = NO_INSTRUMENTS.step_finished
+    seconds = min(
+        timeit.repeat(
+            lambda: step_finished("contain", 3, "isolate", "succeeded", 0.25),
+            number=calls,
+            repeat=3,
+        )
+    )
+    print(f"NO_INSTRUMENTS.step_finished: {seconds / calls * 1e9:.0f} ns a call")  # not asserted
+
+
+def test_shutdown_twice_is_harmless_and_stops_recording_into_the_registry() -> None:
+    metrics = configure_metrics("prometheus")
+    metrics.instruments.run_started("p", 1)
+    metrics.shutdown()
+    metrics.shutdown()
+    assert b"soar_runs_started_total" not in metrics.exposition()
+
+
+def test_settings_default_to_off_on_loopback_and_reject_nonsense() -> None:
+    settings = MetricsSettings()
+    assert (settings.exporter, settings.host, settings.port) == ("none", "127.0.0.1", 9464)
+    with pytest.raises(ValidationError):
+        MetricsSettings(port=65536)
+    with pytest.raises(ValidationError):
+        MetricsSettings(exporter="statsd")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        MetricsSettings(path="/metrics")  # type: ignore[call-arg]
