@@ -245,7 +245,8 @@ class Tracing:
         """A span whose own ids are exactly `ref`'s (a run's root span, whose ids soar stored
         with the run), as a context manager. `parent` (the alert's span, when known) is its
         parent if it is in the same trace, else it is linked, since a span's trace id comes
-        from its parent. Disabled: `ref` itself, as an `ActiveSpan`."""
+        from its parent (a `ref` whose ids are not hex gets fresh ones). Disabled: `ref`
+        itself, as an `ActiveSpan`."""
         tracer, ids = self.tracer, self._ids
         if tracer is None or ids is None:
             return ActiveSpan(ref.trace_id, ref.span_id)
