@@ -92,7 +92,11 @@ class Attempts:
         ex.acting[key] = spec
         while True:
             attempt += 1
-            state = await ex.started(key, inputs, attempt)
+            # an idempotent action's start may be written with its outcome: a crash before
+            # that write only issues it again, under the same key, which it declares safe
+            state = await ex.started(
+                key, inputs, attempt, defer=spec.idempotent and not ex.run.dry_run
+            )
             if ex.run.dry_run:
                 output = placeholder_output(spec.output_schema, f"steps.{key}.output")
                 target = inputs.get(spec.target_field) if spec.target_field else None
@@ -221,11 +225,15 @@ class Attempts:
                 return self._clean(_output(spec, stop.value))
             except BaseException as exc:
                 raise self._redacted(_failure(exc, spec, attempt)) from None
+            flushing = self.executor.flush_soon()
             task = asyncio.ensure_future(_resume(call, first))
         else:
+            flushing = self.executor.flush_soon()
             task = asyncio.ensure_future(call)
         try:
             done = await _within(task, limit)
+            if flushing is not None:
+                await flushing
         except asyncio.CancelledError:
             task.cancel()  # the worker is stopping: the attempt's outcome stays unknown
             raise

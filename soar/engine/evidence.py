@@ -151,8 +151,13 @@ class Evidence:
         detail: dict[str, JsonValue],
         *,
         actor: str = ENGINE,
+        announce: bool = False,
     ) -> AuditEvent | None:
-        """The event of one step transition, or None for those an auditor need not see."""
+        """The event of one step transition, or None for those an auditor need not see.
+
+        With `announce`, an outcome also carries the attempt's idempotency key and inputs: its
+        start was written in the same transaction and has no record of its own.
+        """
         audit_kind = _STEP_KINDS.get(kind)
         if not self.enabled or audit_kind is None or run.dry_run:
             return None
@@ -172,9 +177,11 @@ class Evidence:
                 body["target"] = {"kind": spec.target._value_, "value": self.redact(target)}
         if state.attempt:
             body["attempt"] = state.attempt
-        if audit_kind is AuditKind.STEP_STARTED:
+        if audit_kind is AuditKind.STEP_STARTED or announce:
             body["idempotency_key"] = state.idempotency_key
             body["inputs"] = self.redact(state.inputs)
+        if audit_kind is AuditKind.STEP_STARTED:
+            pass  # the start's whole record is above
         elif audit_kind is AuditKind.RUN_ABORT_REQUESTED:
             body["reason"] = self.redact(detail.get("reason"))
         else:

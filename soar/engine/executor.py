@@ -107,7 +107,10 @@ class RunExecutor:
         self._variables: dict[str, object] | None = None
         self._held_steps: list[StepState] = []
         self._held_transitions: list[Transition] = []
-        self._held_audit: list[AuditEvent] = []
+        self._held_audit: list[AuditEvent | str] = []
+        self._unannounced: dict[str, str] = {}
+        """Held starts with no audit record yet, by step key, with their actor: the attempt's
+        outcome record carries its inputs and key instead, when the two are written together."""
         self.trace_ref = TraceRef.parse(self.run.trace)
         self.trace_parent: TraceRef | None = None
         """The alert's span that started this run (known only in the process that started it)."""
@@ -844,9 +847,15 @@ class RunExecutor:
             detail["error"] = error
         if due_at is not None:
             detail["due_at"] = jsonable(due_at)
-        event = self.engine.evidence.step(
-            self.run, kind, state, self.acting.get(key), detail, actor=actor
-        )
+        evidence = self.engine.evidence
+        event: AuditEvent | None = None
+        if defer and kind is TransitionKind.STEP_STARTED and evidence.enabled:
+            self._unannounced[key] = actor  # made in `_commit` if written before its outcome
+        else:
+            announce = bool(self._unannounced) and self._unannounced.pop(key, None) is not None
+            event = evidence.step(
+                self.run, kind, state, self.acting.get(key), detail, actor=actor, announce=announce
+            )
         if finished and kind in _MEASURED and not self.run.dry_run:
             self.engine.instruments.step_finished(
                 self.run.playbook_id,
@@ -862,6 +871,8 @@ class RunExecutor:
             self._held_transitions.append(record)
             if event is not None:
                 self._held_audit.append(event)
+            elif key in self._unannounced:
+                self._held_audit.append(key)  # where its step.started goes, if it is made
             self._know(state)
             self.engine.notify(self, [record])
             return state
@@ -892,10 +903,21 @@ class RunExecutor:
             defer=defer,
         )
 
-    async def started(self, key: str, inputs: JsonValue, attempt: int) -> StepState:
-        """Record that attempt `attempt` of step instance `key` starts, with its inputs."""
+    async def started(
+        self, key: str, inputs: JsonValue, attempt: int, *, defer: bool = False
+    ) -> StepState:
+        """Record that attempt `attempt` of step instance `key` starts, with its inputs.
+
+        With `defer` (an idempotent action), the start is written with the run's next write:
+        the attempt's outcome, or `flush_soon` once the call is under way.
+        """
         return await self._record(
-            key, StepStatus.RUNNING, TransitionKind.STEP_STARTED, inputs=inputs, attempt=attempt
+            key,
+            StepStatus.RUNNING,
+            TransitionKind.STEP_STARTED,
+            inputs=inputs,
+            attempt=attempt,
+            defer=defer,
         )
 
     def plan(self, key: str, action: str, target: str, value: JsonValue, inputs: JsonValue) -> None:
@@ -911,9 +933,22 @@ class RunExecutor:
         )
 
     async def flush(self) -> None:
-        """Write what `defer` held back, if anything."""
-        if self._held_transitions:
+        """Write what `defer` held back (and the run's own record, if still unwritten)."""
+        if self._held_transitions or self._creation is not None:
             await self._commit()
+
+    def flush_soon(self) -> asyncio.Task[None] | None:
+        """Start writing what is held, beside an action call that has paused for I/O: the write
+        costs the call no time, and a run whose action is in flight shows it in the store.
+
+        The write is queued before the call can resume, so it lands before the call's outcome;
+        the caller awaits the task (its failure is the caller's) before recording that outcome.
+        """
+        if not self._held_transitions and self._creation is None:
+            return None
+        task = asyncio.ensure_future(self.flush())
+        task.add_done_callback(_consume)
+        return task
 
     def _know(self, state: StepState) -> None:
         self.states[state.key] = state
@@ -936,7 +971,8 @@ class RunExecutor:
         now = self.engine.clock.now()
         held_steps, self._held_steps = self._held_steps, []
         held, self._held_transitions = self._held_transitions, []
-        events, self._held_audit = self._held_audit, []
+        held_audit, self._held_audit = self._held_audit, []
+        events = self._announced(held_audit) if held_audit else []
         if audit:
             events.extend(audit)
         evidence = self.engine.evidence
@@ -953,6 +989,8 @@ class RunExecutor:
             if event is not None:
                 events.append(event)
         creation, self._creation = self._creation, None
+        if held_steps:
+            held_steps = _latest(held_steps)
         if creation is None and run is None and not also and not alerts:  # the usual step write
             change = Change(
                 steps=[*held_steps, *steps] if held_steps else list(steps),
@@ -980,6 +1018,25 @@ class RunExecutor:
         if alerts:
             self._variables = None
         self.engine.notify(self, records)
+
+    def _announced(self, held: list[AuditEvent | str]) -> list[AuditEvent]:
+        """Held audit events, with a step.started made for each start written without its
+        outcome (the outcome's own record then leaves the inputs out)."""
+        events: list[AuditEvent] = []
+        for item in held:
+            if not isinstance(item, str):
+                events.append(item)
+                continue
+            actor = self._unannounced.pop(item, None)
+            state = self.states.get(item)
+            if actor is None or state is None:
+                continue  # its outcome came first and carries everything
+            event = self.engine.evidence.step(
+                self.run, TransitionKind.STEP_STARTED, state, self.acting.get(item), {}, actor=actor
+            )
+            if event is not None:
+                events.append(event)
+        return events
 
     @staticmethod
     def _change(
@@ -1076,3 +1133,17 @@ def _as_time(value: object) -> datetime:
     from soar.playbook.expr.timefunctions import timestamp
 
     return timestamp(value)
+
+
+def _latest(states: list[StepState]) -> list[StepState]:
+    """Each step's last held state: a deferred start and its outcome make one row."""
+    if len(states) == 1:
+        return states
+    return list({state.key: state for state in states}.values())
+
+
+def _consume(task: asyncio.Task[None]) -> None:
+    """Retrieve a background write's failure: the awaiting attempt reports it, or the run
+    was stopped and its next start finds the store as it is."""
+    if not task.cancelled():
+        task.exception()

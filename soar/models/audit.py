@@ -39,10 +39,13 @@ class AuditKind(StrEnum):
     KEY_ROTATED = "key.rotated"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AuditEvent:
     """One event to record. `body` is the canonical JSON of the whole body (it holds `kind`,
-    `time`, `actor` and the rest); the other fields repeat what queries filter on."""
+    `time`, `actor` and the rest); the other fields repeat what queries filter on.
+
+    Treat as immutable (not frozen only because a frozen init costs a few microseconds, and
+    every step transition makes one)."""
 
     kind: AuditKind
     time: datetime
@@ -56,9 +59,9 @@ class AuditEvent:
     trace_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AuditRecord:
-    """An event with its place in the log."""
+    """An event with its place in the log. Treat as immutable, as `AuditEvent`."""
 
     seq: int
     prev: str

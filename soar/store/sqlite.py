@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Final, TypeAlias, TypeVar
 
 from soar.errors import ConfigError, ConflictError, StoreError
-from soar.models.audit import ZERO_HASH, AuditFilter, AuditRecord, StoredCheckpoint, seal
+from soar.models.audit import (
+    ZERO_HASH,
+    AuditEvent,
+    AuditFilter,
+    AuditRecord,
+    StoredCheckpoint,
+    seal,
+)
 from soar.models.run import Run, RunStatus, Timer, Transition
 from soar.store import rows
 from soar.store.base import Change, RunFilter, RunSnapshot
@@ -106,6 +113,8 @@ class SqliteStore:
             target=self._write_loop, name="soar-sqlite-write", daemon=True
         )
         self._closed = False
+        self._head: _Head | None = None
+        """The audit log's head as of this writer's last commit (used by the writer thread)."""
         self.commits = 0
         self.changes = 0
         # The writer thread needs the GIL for a moment per statement. With Python's default
@@ -180,15 +189,17 @@ class SqliteStore:
 
     def _commit(self, changes: list[rows.EncodedChange]) -> list[_Outcome]:
         connection = self._writer
+        head, self._head = self._head, None  # known again only once this commit is durable
         try:
             connection.execute("BEGIN IMMEDIATE")
-            _write(connection, changes)
+            head = _write(connection, changes, head)
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
             _rollback(connection)
             if len(changes) == 1:
                 return [_store_error(exc)]
             return self._commit_each(changes)
+        self._head = head
         self.commits += 1
         self.changes += len(changes)
         return [None] * len(changes)
@@ -199,20 +210,23 @@ class SqliteStore:
         outcomes: list[_Outcome] = []
         try:
             connection.execute("BEGIN IMMEDIATE")
+            head: _Head | None = None
             for change in changes:
                 connection.execute("SAVEPOINT change")
                 try:
-                    _write(connection, [change])
+                    written = _write(connection, [change], head)
                 except sqlite3.Error as exc:
                     connection.execute("ROLLBACK TO change")
                     outcomes.append(_store_error(exc))
                 else:
+                    head = written
                     outcomes.append(None)
                 connection.execute("RELEASE change")
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
             _rollback(connection)
             return [_store_error(exc)] * len(changes)
+        self._head = head
         self.commits += 1
         self.changes += outcomes.count(None)
         return outcomes
@@ -359,6 +373,8 @@ def _connect(path: str, synchronous: str) -> tuple[sqlite3.Connection, sqlite3.C
     return writer, reader
 
 
+_Head = tuple[int, str]
+"""The audit log's last record: its seq and hash."""
 _SWITCH_INTERVAL: Final = 0.0003
 _MAX_VARIABLES: Final = 30_000  # below SQLite's 32,766 host parameters per statement
 
@@ -380,8 +396,12 @@ def _many(connection: sqlite3.Connection, sql: str, values: Sequence[Sequence[ob
         connection.execute(statement, [v for row in chunk for v in row])
 
 
-def _write(connection: sqlite3.Connection, changes: list[rows.EncodedChange]) -> None:
-    """Every row of `changes`, in their order: a later upsert of the same key wins."""
+def _write(
+    connection: sqlite3.Connection, changes: list[rows.EncodedChange], head: _Head | None
+) -> _Head | None:
+    """Every row of `changes`, in their order: a later upsert of the same key wins. Returns
+    the audit log's head after them, given `head`, the head this writer last committed (None
+    when it does not know)."""
     if len(changes) == 1:
         change = changes[0]
         runs, steps, transitions = change.runs, change.steps, change.transitions
@@ -408,14 +428,35 @@ def _write(connection: sqlite3.Connection, changes: list[rows.EncodedChange]) ->
         _many(connection, _UPSERT_MARK, marks)
     events = [e for c in changes for e in c.audit]
     if events:
-        # the head is read under the write lock, so every writer (a worker, a CLI command)
-        # appends to the same chain: one total order, the order of commits
-        row = connection.execute(_AUDIT_HEAD).fetchone()
-        head = (0, ZERO_HASH) if row is None else (int(row[0]), str(row[1]))
-        _many(connection, _INSERT_AUDIT, rows.audit_rows(seal(events, head)))
+        head = _append_audit(connection, events, head)
     checkpoints = [c for change in changes for c in change.checkpoints]
     if checkpoints:
         _many(connection, _INSERT_CHECKPOINT, checkpoints)
+    return head
+
+
+def _append_audit(
+    connection: sqlite3.Connection, events: list[AuditEvent], head: _Head | None
+) -> _Head:
+    """Seal `events` after the log's head and insert them, under the write lock, so that every
+    writer (workers, a CLI command) appends to one chain: one total order, that of commits.
+
+    The head this writer last committed is tried first, saving a read per commit: records are
+    never removed, so when the next sequence number is still free that head is the head. When
+    another writer appended since, the insert conflicts on `seq`, SQLite undoes just that
+    statement, and the events are sealed again after the head as read now."""
+    if head is not None:
+        sealed = seal(events, head)
+        try:
+            _many(connection, _INSERT_AUDIT, rows.audit_rows(sealed))
+        except sqlite3.IntegrityError:
+            pass
+        else:
+            return sealed[-1].seq, sealed[-1].hash
+    row = connection.execute(_AUDIT_HEAD).fetchone()
+    sealed = seal(events, (0, ZERO_HASH) if row is None else (int(row[0]), str(row[1])))
+    _many(connection, _INSERT_AUDIT, rows.audit_rows(sealed))
+    return sealed[-1].seq, sealed[-1].hash
 
 
 def _write_timers(connection: sqlite3.Connection, changes: list[rows.EncodedChange]) -> None:

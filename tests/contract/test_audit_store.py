@@ -142,11 +142,14 @@ async def test_two_sqlite_stores_on_one_file_append_to_one_chain(tmp_path: Path)
     first = await SqliteStore.open(tmp_path / "soar.db")
     second = await SqliteStore.open(tmp_path / "soar.db")
     try:
-        for n in range(1, 7):
-            await (first if n % 2 else second).apply(Change(audit=[an_event(n)]))
-        records = await first.audit_records(0, 10)
+        # each store remembers the head it wrote last, which the other has moved on from
+        for n in range(1, 13, 2):
+            writer = first if n % 4 == 1 else second
+            await writer.apply(Change(audit=[an_event(n), an_event(n + 1)]))
+        records = await first.audit_records(0, 20)
     finally:
         await first.close()
         await second.close()
-    assert [r.event.step for r in records] == [f"s{n}" for n in range(1, 7)]
+    assert [r.seq for r in records] == list(range(1, 13))
+    assert [r.event.step for r in records] == [f"s{n}" for n in range(1, 13)]
     assert all(b.prev == a.hash for a, b in itertools.pairwise(records))

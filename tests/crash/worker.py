@@ -5,8 +5,8 @@ connector writes each effect, keyed by idempotency key, to a separate SQLite fil
 
 It starts whatever runs are missing, resumes the unfinished ones, and exits 0 when every run
 has ended. `SOAR_CRASH_AT=<point>` makes it SIGKILL itself once at a chosen point (a marker
-file beside EFFECTS remembers that it did): after_started, after_effect, while_waiting,
-during_compensation.
+file beside EFFECTS remembers that it did): after_started, after_effect, after_sync_effect,
+while_waiting, during_compensation.
 """
 
 from __future__ import annotations
@@ -79,6 +79,25 @@ def connector(effects: Path) -> Connector:
             write, "INSERT OR IGNORE INTO effects VALUES (?, ?)", ctx.idempotency_key, params.name
         )
         kill_once(effects, "after_effect")
+        return Applied(name=params.name)
+
+    @fx.action(idempotent=True, compensate="crashfx.undo")
+    async def stamp(ctx: ActionContext, params: Apply) -> Applied:
+        # done without a pause: its start is written with its outcome, after the effect
+        write("INSERT INTO calls VALUES (?, 'stamp')", ctx.idempotency_key)
+        write("INSERT OR IGNORE INTO effects VALUES (?, ?)", ctx.idempotency_key, params.name)
+        kill_once(effects, "after_sync_effect")
+        return Applied(name=params.name)
+
+    @fx.action(compensate="crashfx.undo")
+    async def charge(ctx: ActionContext, params: Apply) -> Applied:
+        # not idempotent: its start is durable before it is called
+        await asyncio.to_thread(
+            write, "INSERT INTO calls VALUES (?, 'charge')", ctx.idempotency_key
+        )
+        await asyncio.to_thread(
+            write, "INSERT OR IGNORE INTO effects VALUES (?, ?)", ctx.idempotency_key, params.name
+        )
         return Applied(name=params.name)
 
     @fx.action(idempotent=True)

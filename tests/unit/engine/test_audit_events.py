@@ -3,6 +3,7 @@ same write as the transition, with the run's trace id, and never a secret."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import textwrap
@@ -42,6 +43,15 @@ def directory_connector() -> Connector:
         assert ctx.secrets["bind_password"] == CANARY
         ctx.logger.info("disabling %s", params.user)
         return Disabled(user=params.user, disabled=True)
+
+    @ldap.action(secrets=["bind_password"], target="user", target_field="user")
+    async def reset(ctx: ActionContext, params: Account) -> Disabled:
+        return Disabled(user=params.user, disabled=False)
+
+    @ldap.action(idempotent=True, target="user", target_field="user")
+    async def lookup(ctx: ActionContext, params: Account) -> Disabled:
+        await asyncio.sleep(0)  # waits for I/O, as a real call does
+        return Disabled(user=params.user, disabled=False)
 
     return ldap
 
@@ -83,19 +93,19 @@ async def test_a_run_leaves_one_record_per_transition_an_auditor_needs() -> None
     await engine.stop()
     assert run.status is RunStatus.COMPLETED
     bodies = await records_of(store)
+    # an idempotent action's start is written with its outcome: one record for the attempt
     assert [(b["kind"], b.get("step"), b.get("outcome")) for b in bodies] == [
         ("run.started", None, None),
-        ("step.started", "disable", None),
         ("step.finished", "disable", "succeeded"),
         ("step.finished", "skipped", "skipped"),
         ("run.finished", None, None),
     ]
-    started, finished = bodies[1], bodies[2]
-    assert started["action"] == "dir.disable"
-    assert started["target"] == {"kind": "user", "value": "jdoe"}
-    assert started["attempt"] == 1
-    assert started["idempotency_key"] == f"{run.id}:disable"
-    assert started["inputs"] == {"user": "jdoe", "note": "pw was jdoe", "password": "[redacted]"}
+    finished = bodies[1]
+    assert finished["action"] == "dir.disable"
+    assert finished["target"] == {"kind": "user", "value": "jdoe"}
+    assert finished["attempt"] == 1
+    assert finished["idempotency_key"] == f"{run.id}:disable"
+    assert finished["inputs"] == {"user": "jdoe", "note": "pw was jdoe", "password": "[redacted]"}
     output = {"user": "jdoe", "disabled": True}
     assert finished["output_digest"] == "sha256:" + hashlib.sha256(canonical(output)).hexdigest()
     assert bodies[-1]["status"] == "completed"
@@ -105,7 +115,47 @@ async def test_a_run_leaves_one_record_per_transition_an_auditor_needs() -> None
     assert all(b["actor"] == "engine" for b in bodies)
     # the target is indexed for queries
     by_target = await store.query_audit(AuditFilter(target="jdoe"))
-    assert [r.event.step for r in by_target] == ["disable", "disable"]
+    assert [r.event.step for r in by_target] == ["disable"]
+
+
+async def test_a_start_written_before_its_call_has_its_own_record() -> None:
+    """A non-idempotent action's start is durable before the call; an idempotent one's is
+    written beside a call that waits for I/O. Either way step.started comes first, with the
+    inputs, and the outcome's record leaves them out."""
+    store = MemoryStore()
+    registry = Registry.of([core, directory_connector()])
+    loaded = load(
+        registry,
+        """\
+        id: reset
+        name: Reset
+        trigger: {manual: true}
+        steps:
+          - {id: look, action: dir.lookup, with: {user: jdoe}}
+          - {id: reset, action: dir.reset, with: {user: jdoe, password: hunter2}}
+        """,
+    )
+    engine = Engine(
+        store, registry, [loaded], clock=FakeClock(), secrets={"dir.bind_password": CANARY}
+    )
+    run = await engine.run_to_end(loaded)
+    await engine.stop()
+    assert run.status is RunStatus.COMPLETED
+    bodies = await records_of(store)
+    assert [(b["kind"], b.get("step")) for b in bodies] == [
+        ("run.started", None),
+        ("step.started", "look"),
+        ("step.finished", "look"),
+        ("step.started", "reset"),
+        ("step.finished", "reset"),
+        ("run.finished", None),
+    ]
+    for started, finished in ((bodies[1], bodies[2]), (bodies[3], bodies[4])):
+        assert started["idempotency_key"] == f"{run.id}:{started['step']}"
+        assert "inputs" in started
+        assert "inputs" not in finished
+        assert "idempotency_key" not in finished
+    assert bodies[3]["inputs"] == {"user": "jdoe", "password": "[redacted]"}
 
 
 async def test_records_form_one_unbroken_chain() -> None:
@@ -119,7 +169,7 @@ async def test_records_form_one_unbroken_chain() -> None:
         await engine.run_to_end(loaded, inputs={"user": user})
     await engine.stop()
     records = await store.audit_records(0, 100)
-    assert len(records) == 15
+    assert len(records) == 12
     prev = ZERO_HASH
     for seq, record in enumerate(records, start=1):
         assert record.seq == seq
@@ -211,10 +261,9 @@ steps:
         for b in await records_of(world.store)
         if b.get("step") == "flaky"
     ]
+    # each attempt of the idempotent action is one record, with its inputs
     assert steps == [
-        ("step.started", 1, None),
         ("step.finished", 1, "retrying"),
-        ("step.started", 2, None),
         ("step.finished", 2, "succeeded"),
     ]
 
