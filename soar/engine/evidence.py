@@ -44,6 +44,7 @@ _STEP_KINDS: Final = {
     TransitionKind.COMPENSATION_FAILED: AuditKind.STEP_COMPENSATED,
     TransitionKind.RUN_ABORT_REQUESTED: AuditKind.RUN_ABORT_REQUESTED,
 }
+_SUCCEEDED: Final = TransitionKind.STEP_SUCCEEDED
 _RUN_KINDS: Final = {
     TransitionKind.RUN_FINISHED: AuditKind.RUN_FINISHED,
     TransitionKind.APPROVAL_DECIDED: AuditKind.APPROVAL_DECIDED,
@@ -165,43 +166,53 @@ class Evidence:
         body = self._base(run, audit_kind, at, actor)
         body["step"] = state.key
         target: str | None = None
+        action: str | None = None
+        inputs = state.inputs
         if spec is not None:
-            body["action"] = spec.qualified_name
-            value = (
-                state.inputs.get(spec.target_field)
-                if spec.target_field and isinstance(state.inputs, dict)
-                else None
-            )
+            action = body["action"] = f"{spec.connector}.{spec.name}"
+            field = spec.target_field
+            value = inputs.get(field) if field and isinstance(inputs, dict) else None
             if value is not None:
                 target = str(value)
                 body["target"] = {"kind": spec.target._value_, "value": self.redact(target)}
         if state.attempt:
             body["attempt"] = state.attempt
+        # a body is made here of ASCII keys and safe scalars but for the inputs and an
+        # approval's decision: only those need checking before the fast canonical path
+        plain = True
         if audit_kind is AuditKind.STEP_STARTED or announce:
             body["idempotency_key"] = state.idempotency_key
-            body["inputs"] = self.redact(state.inputs)
+            inputs = body["inputs"] = self.redact(inputs)
+            plain = not inputs or is_plain(inputs)
         if audit_kind is AuditKind.STEP_STARTED:
             pass  # the start's whole record is above
         elif audit_kind is AuditKind.RUN_ABORT_REQUESTED:
-            body["reason"] = self.redact(detail.get("reason"))
+            body["reason"] = reason = self.redact(detail.get("reason"))
+            plain = plain and is_plain(reason)
         else:
-            body["outcome"] = _outcome(kind, state)
+            body["outcome"] = "succeeded" if kind is _SUCCEEDED else _outcome(kind, state)
             if state.error is not None:
                 body["error"] = self.redact(state.error)
-            if kind is TransitionKind.STEP_SUCCEEDED:
-                body["output_digest"] = digest(state.output)
+            if kind is _SUCCEEDED:
                 output = state.output
+                body["output_digest"] = digest(output)
                 if spec is None and isinstance(output, dict) and "timed_out" in output:
                     # an approval: who decided, or that nobody did and the default held
                     for name in ("approved", "timed_out", "decided_by"):
                         body[name] = self.redact(output.get(name))
+                    plain = plain and is_plain(body["decided_by"])
             if "retry_at" in detail:
                 body["retry_at"] = detail["retry_at"]
-        # every value but the inputs and an approval's decision is made here, ASCII keys and
-        # safe scalars: only those need checking before the fast canonical path
-        foreign = (body.get("inputs"), body.get("decided_by"), body.get("target"))
-        return _event(
-            audit_kind, at, body, run, state.key, spec, target, plain=all(map(is_plain, foreign))
+        return AuditEvent(
+            kind=audit_kind,
+            time=at,
+            actor=actor,
+            body=plain_canonical(body) if plain else _encode(body),
+            run_id=run.id,
+            step=state.key,
+            action=action,
+            target=target,
+            trace_id=trace_id(run),
         )
 
     def run(
