@@ -62,7 +62,9 @@ def engine_command(
         click.echo(
             f"{label:<34}{figures.runs_per_s:>10,.0f}{figures.steps_per_s:>10,.0f}{figures.p50_ms:>9.2f}{figures.p99_ms:>9.2f}"
         )
-    click.echo(f"(the median of {rounds} rounds on a fresh store each, audited and not alternating)")
+    click.echo(
+        f"(the median of {rounds} rounds on a fresh store each, audited and not alternating)"
+    )
     per_step_us = 1e6 / memory.steps_per_s
     click.echo(f"\ninterpreter overhead: {per_step_us:,.0f} µs per step (memory store)")
     click.echo(

@@ -1,16 +1,38 @@
-"""Pure data shared by every room: alerts, severity, entities."""
+"""Pure data shared by every room: alerts, severity, entities.
 
-from soar.models.alert import (
-    Alert,
-    AlertFormat,
-    EmailEntity,
-    HashEntity,
-    HostEntity,
-    IpEntity,
-    UrlEntity,
-    UserEntity,
-)
-from soar.models.severity import Severity
+The names load on first use, so that a process needing only `soar.models.run` or
+`soar.models.audit` (the store's writer process) does not build the alert models.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from soar.models.alert import (
+        Alert,
+        AlertFormat,
+        EmailEntity,
+        HashEntity,
+        HostEntity,
+        IpEntity,
+        UrlEntity,
+        UserEntity,
+    )
+    from soar.models.severity import Severity
+
+_HOMES = {
+    "Alert": "soar.models.alert",
+    "AlertFormat": "soar.models.alert",
+    "EmailEntity": "soar.models.alert",
+    "HashEntity": "soar.models.alert",
+    "HostEntity": "soar.models.alert",
+    "IpEntity": "soar.models.alert",
+    "UrlEntity": "soar.models.alert",
+    "UserEntity": "soar.models.alert",
+    "Severity": "soar.models.severity",
+}
 
 __all__ = [
     "Alert",
@@ -23,3 +45,12 @@ __all__ = [
     "UrlEntity",
     "UserEntity",
 ]
+
+
+def __getattr__(name: str) -> object:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

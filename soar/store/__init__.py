@@ -1,17 +1,36 @@
-"""Where runs are kept: the `Store` protocol, its backends, and `open_store` to pick one by URL."""
+"""Where runs are kept: the `Store` protocol, its backends, and `open_store` to pick one by URL.
+
+The backends load on first use, so that the SQLite writer process (`soar.store.sqlite_writer`)
+starts without them.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from soar.errors import ConfigError
-from soar.store.base import Change, RunFilter, RunSnapshot, Store
-from soar.store.memory import MemoryStore
-from soar.store.probe import RawLimits, raw_sqlite_limits
-from soar.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from soar.store.base import Change, RunFilter, RunSnapshot, Store
+    from soar.store.memory import MemoryStore
+    from soar.store.probe import RawLimits, raw_sqlite_limits
+    from soar.store.sqlite import SqliteStore
+
+_HOMES = {
+    "Change": "soar.store.base",
+    "RunFilter": "soar.store.base",
+    "RunSnapshot": "soar.store.base",
+    "Store": "soar.store.base",
+    "MemoryStore": "soar.store.memory",
+    "RawLimits": "soar.store.probe",
+    "raw_sqlite_limits": "soar.store.probe",
+    "SqliteStore": "soar.store.sqlite",
+}
 
 __all__ = [
     "Change",
@@ -37,6 +56,9 @@ async def open_store(url: str) -> AsyncIterator[Store]:
         ConfigError: a URL of no known form, or an unknown option.
         StoreError: the database cannot be opened.
     """
+    from soar.store.memory import MemoryStore  # loaded here: see the module docstring
+    from soar.store.sqlite import SqliteStore
+
     store: Store
     if url == "memory://":
         store = MemoryStore()
@@ -58,3 +80,12 @@ async def open_store(url: str) -> AsyncIterator[Store]:
         yield store
     finally:
         await store.close()
+
+
+def __getattr__(name: str) -> object:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

@@ -67,7 +67,7 @@ class MemoryStore:
         self._marks.update(encoded.cron_marks)
         if encoded.audit:
             head = (len(self._audit), self._audit[-1].hash if self._audit else ZERO_HASH)
-            self._audit.extend(seal(list(encoded.audit), head))
+            self._audit.extend(seal(list(change.audit), head))
         for checkpoint in encoded.checkpoints:
             self._checkpoints[checkpoint[0]] = checkpoint
 

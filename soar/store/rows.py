@@ -10,15 +10,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias
 
 import orjson
-from pydantic import JsonValue
 
 from soar.errors import StoreError
-from soar.models.audit import AuditEvent, AuditKind, AuditRecord, StoredCheckpoint
+from soar.models.audit import AuditEvent, AuditKind, AuditRecord, StoredCheckpoint, leaf_hash
 from soar.models.run import (
     AttachedAlert,
     DedupEntry,
@@ -33,6 +31,9 @@ from soar.models.run import (
     TriggerKind,
 )
 from soar.store.base import Change
+
+if TYPE_CHECKING:
+    from pydantic import JsonValue
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -105,6 +106,10 @@ AuditRow: TypeAlias = tuple[
     str,
 ]
 CheckpointRow: TypeAlias = tuple[int, int, str, str, str]
+EventRow: TypeAlias = tuple[
+    int, str, str, str | None, str | None, str | None, str | None, str | None, str | None, str
+]
+"""An audit event before it is sealed: an `AuditRow` without its seq, prev and hash."""
 
 
 def to_micros(moment: datetime) -> int:
@@ -300,6 +305,35 @@ def audit_rows(records: Sequence[AuditRecord]) -> list[AuditRow]:
     ]
 
 
+def event_row(event: AuditEvent) -> EventRow:
+    """Refuses a naive time (StoreError) before the writer seals anything."""
+    return (
+        to_micros(event.time),
+        event.kind._value_,
+        event.actor,
+        event.run_id,
+        event.alert_id,
+        event.step,
+        event.action,
+        event.target,
+        event.trace_id,
+        event.body.decode(),
+    )
+
+
+def sealed_rows(events: Sequence[EventRow], head: tuple[int, str]) -> list[AuditRow]:
+    """Audit rows for `events`, given places after `head` (the last record's seq and hash):
+    `seal` on rows, for a writer that has only the rows."""
+    seq, prev = head
+    sealed: list[AuditRow] = []
+    for event in events:
+        seq += 1
+        digest = leaf_hash(seq, prev, event[9].encode())
+        sealed.append((seq, *event, prev, digest))
+        prev = digest
+    return sealed
+
+
 def audit_from(row: tuple[Any, ...]) -> AuditRecord:
     event = AuditEvent(
         kind=AuditKind(row[2]),
@@ -341,10 +375,10 @@ def _encode_list(values: Sequence[str]) -> str:
     return to_json(list(values)) or "[]"
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedChange:
-    """A `Change` as rows, ready to write. Timers are cancelled before they are set, so a
-    change that cancels and re-sets the same timer id leaves it pending."""
+class EncodedChange(NamedTuple):
+    """A `Change` as rows, ready to write (a tuple, so it crosses to the writer process
+    cheaply). Timers are cancelled before they are set, so a change that cancels and re-sets
+    the same timer id leaves it pending."""
 
     runs: Sequence[RunRow] = ()
     steps: Sequence[StepRow] = ()
@@ -354,7 +388,7 @@ class EncodedChange:
     dedup: Sequence[DedupRow] = ()
     alerts: Sequence[AlertRow] = ()
     cron_marks: Sequence[MarkRow] = ()
-    audit: Sequence[AuditEvent] = ()
+    audit: Sequence[EventRow] = ()
     """Sealed by the backend inside the write transaction, where the log's head is known."""
     checkpoints: Sequence[CheckpointRow] = ()
 
@@ -372,12 +406,6 @@ def encode(change: Change) -> EncodedChange:
         [dedup_row(d) for d in change.dedup] if change.dedup else (),
         [alert_row(a) for a in change.alerts] if change.alerts else (),
         [(p, to_micros(m)) for p, m in change.cron_marks.items()] if change.cron_marks else (),
-        _checked_audit(change.audit) if change.audit else (),
+        [event_row(e) for e in change.audit] if change.audit else (),
         [checkpoint_row(c) for c in change.checkpoints] if change.checkpoints else (),
     )
-
-
-def _checked_audit(events: Sequence[AuditEvent]) -> Sequence[AuditEvent]:
-    for event in events:
-        to_micros(event.time)  # refuses a naive time before the writer seals anything
-    return list(events)

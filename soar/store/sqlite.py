@@ -1,40 +1,50 @@
-"""`SqliteStore`: runs in one SQLite file (WAL), written by one thread that commits in groups.
+"""`SqliteStore`: runs in one SQLite file (WAL), written by a process of its own that commits
+in groups (`soar.store.sqlite_writer`).
 
-No SQLite call runs on the event loop. Writes: `apply` queues its rows and awaits a future; the
-writer thread takes every change already queued (up to `batch_limit`), writes them all in one
-transaction, commits, and only then resolves their futures. If that transaction fails it is
-rolled back and the batch is written again change by change, each under its own savepoint, so
-only the bad change fails. Reads run on a second thread with its own connection; WAL lets them
-proceed while the writer commits, and each read sees every change acknowledged before it began.
+No SQLite call runs on the event loop. Writes: `apply` queues its rows and awaits a future; a
+relay thread takes every change already queued (up to `batch_limit`), hands them to the writer
+process as one group, and resolves their futures only once the writer reports the group
+durable. The writer writes the group in one transaction; if that fails it rolls back and writes
+the group again change by change, each under its own savepoint, so only the bad change fails.
+Reads run on a thread here with their own connection; WAL lets them proceed while the writer
+commits, and each read sees every change acknowledged before it began.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import pickle
 import queue
 import sqlite3
+import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Final, TypeAlias, TypeVar
 
-from soar.errors import ConfigError, ConflictError, StoreError
-from soar.models.audit import (
-    ZERO_HASH,
-    AuditEvent,
-    AuditFilter,
-    AuditRecord,
-    StoredCheckpoint,
-    seal,
-)
+from soar.errors import ConfigError, StoreError
+from soar.models.audit import ZERO_HASH, AuditFilter, AuditRecord, StoredCheckpoint
 from soar.models.run import Run, RunStatus, Timer, Transition
 from soar.store import rows
 from soar.store.base import Change, RunFilter, RunSnapshot
-from soar.store.migrations import migrate
+from soar.store.sqlite_writer import (
+    AUDIT_COLUMNS,
+    AUDIT_HEAD,
+    RUN_COLUMNS,
+    STEP_COLUMNS,
+    STOP,
+    TIMER_COLUMNS,
+    TRANSITION_COLUMNS,
+    connect,
+    receive,
+    send,
+    store_error,
+)
 
 _T = TypeVar("_T")
 _Pending: TypeAlias = tuple[rows.EncodedChange, asyncio.Future[None], asyncio.AbstractEventLoop]
@@ -42,47 +52,16 @@ _Outcome: TypeAlias = BaseException | None
 
 SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL", "EXTRA")
 """`synchronous` settings that keep WAL consistent; FULL also survives power loss."""
+_SWITCH_INTERVAL: Final = 0.0003
+_WRITER_MAIN: Final = (
+    "import sys; from soar.store.sqlite_writer import main; sys.exit(main(sys.argv[1:]))"
+)
 
-
-def _upsert(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
-    return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "  # noqa: S608 - fixed names
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
-    )
-
-
-_RUN_COLUMNS: Final = (
-    "id, playbook_id, playbook_version, playbook_digest, status, trigger, created_at, "
-    "updated_at, alert, inputs, parent_run, parent_step, error, dry_run, trace"
-)
-_STEP_COLUMNS: Final = (
-    "run_id, key, status, attempt, idempotency_key, inputs, output, error, retryable, "
-    "started_at, finished_at, due_at, ord"
-)
-_TRANSITION_COLUMNS: Final = "run_id, seq, at, kind, step, attempt, data"
-_TIMER_COLUMNS: Final = "id, run_id, kind, due_at, step"
-
-_UPSERT_RUN: Final = _upsert("runs", _RUN_COLUMNS.split(", "), ["id"])
-_UPSERT_STEP: Final = _upsert("steps", _STEP_COLUMNS.split(", "), ["run_id", "key"])
-_INSERT_TRANSITION: Final = (
-    f"INSERT INTO transitions ({_TRANSITION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
-)
-_UPSERT_TIMER: Final = _upsert("timers", _TIMER_COLUMNS.split(", "), ["id"])
-_DELETE_TIMER: Final = "DELETE FROM timers WHERE id = ?"
-_UPSERT_DEDUP: Final = _upsert(
-    "dedup", ["playbook_id", "key", "run_id", "expires_at"], ["playbook_id", "key"]
-)
-_UPSERT_ALERT: Final = _upsert("alerts", ["run_id", "seq", "alert"], ["run_id", "seq"])
-_UPSERT_MARK: Final = _upsert("cron_marks", ["playbook_id", "mark"], ["playbook_id"])
-_AUDIT_COLUMNS: Final = (
-    "seq, at, kind, actor, run_id, alert_id, step, action, target, trace_id, body, prev, hash"
-)
-_INSERT_AUDIT: Final = f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES ({', '.join('?' * 13)})"  # noqa: S608
-_AUDIT_HEAD: Final = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
-_INSERT_CHECKPOINT: Final = (
-    "INSERT INTO audit_checkpoints (tree_size, at, key_id, line, frontier) VALUES (?, ?, ?, ?, ?)"
-)
+_RUN_COLUMNS: Final = RUN_COLUMNS
+_STEP_COLUMNS: Final = STEP_COLUMNS
+_TRANSITION_COLUMNS: Final = TRANSITION_COLUMNS
+_TIMER_COLUMNS: Final = TIMER_COLUMNS
+_AUDIT_COLUMNS: Final = AUDIT_COLUMNS
 # Spelled as the partial index `runs_unfinished` spells it, so that SQLite uses the index.
 _UNFINISHED: Final = "status NOT IN ({})".format(
     ", ".join(f"'{s.value}'" for s in RunStatus if s.is_terminal)
@@ -98,29 +77,26 @@ class SqliteStore:
     """
 
     def __init__(
-        self,
-        writer: sqlite3.Connection,
-        reader: sqlite3.Connection,
-        *,
-        batch_limit: int,
+        self, path: str, synchronous: str, reader: sqlite3.Connection, *, batch_limit: int
     ) -> None:
-        self._writer = writer
+        self._path = path
+        self._synchronous = synchronous
         self._reader = reader
         self._batch_limit = batch_limit
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="soar-sqlite-read")
-        self._thread = threading.Thread(
-            target=self._write_loop, name="soar-sqlite-write", daemon=True
-        )
+        self._ready: Future[None] = Future()
+        # The writer process is started by this thread, which outlives it: Linux delivers a
+        # child's parent-death signal when the thread that started it ends.
+        self._thread = threading.Thread(target=self._relay, name="soar-sqlite-write", daemon=True)
         self._closed = False
-        self._head: _Head | None = None
-        """The audit log's head as of this writer's last commit (used by the writer thread)."""
+        self.writer_pid: int | None = None
+        """The writer process's pid, once started (for operators and tests)."""
         self.commits = 0
         self.changes = 0
-        # The writer thread needs the GIL for a moment per statement. With Python's default
-        # 5 ms switch interval a busy event loop holds every commit back by up to that long,
-        # and runs wait on their commits: measured, 0.3 ms lifts the four-step engine
-        # benchmark from ~770 to ~1,000-1,150 runs/s on 2 cores. Process-wide, only lowered.
+        # The relay thread needs the GIL for a moment per group. With Python's default 5 ms
+        # switch interval a busy event loop holds every group back by up to that long, and
+        # runs wait on their commits. Process-wide, only lowered.
         sys.setswitchinterval(min(sys.getswitchinterval(), _SWITCH_INTERVAL))
         self._thread.start()
 
@@ -128,7 +104,8 @@ class SqliteStore:
     async def open(
         cls, path: Path | str, *, synchronous: str = "FULL", batch_limit: int = 256
     ) -> SqliteStore:
-        """Open (creating and migrating as needed) the database at `path`.
+        """Open (creating and migrating as needed) the database at `path`, and start its
+        writer process.
 
         Args:
             synchronous: FULL (durable across power loss) or NORMAL (across process crashes).
@@ -136,15 +113,22 @@ class SqliteStore:
 
         Raises:
             ConfigError: an unknown `synchronous` mode or a `batch_limit` below 1.
-            StoreError: the file cannot be opened, is not in WAL mode, or has a newer schema.
+            StoreError: the file cannot be opened, is not in WAL mode, or has a newer schema;
+                or the writer process cannot start.
         """
         mode = synchronous.upper()
         if mode not in SYNCHRONOUS_MODES:
             raise ConfigError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
         if batch_limit < 1:
             raise ConfigError("batch_limit must be at least 1")
-        writer, reader = await asyncio.to_thread(_connect, str(path), mode)
-        return cls(writer, reader, batch_limit=batch_limit)
+        reader = await asyncio.to_thread(_open_reader, str(path), mode)
+        store = cls(str(path), mode, reader, batch_limit=batch_limit)
+        try:
+            await asyncio.wrap_future(store._ready)
+        except BaseException:
+            await store.close()
+            raise
+        return store
 
     # -- writes --------------------------------------------------------------------------
 
@@ -153,7 +137,8 @@ class SqliteStore:
 
         Raises:
             ConflictError: a transition's (run_id, seq) is already recorded; nothing written.
-            StoreError: a value the store cannot hold, a failed write, or the store is closed.
+            StoreError: a value the store cannot hold, a failed write, the writer process
+                ended, or the store is closed.
         """
         if self._closed:
             raise StoreError("the store is closed")
@@ -163,9 +148,22 @@ class SqliteStore:
         self._queue.put((encoded, future, loop))
         await future
 
-    def _write_loop(self) -> None:
+    def _relay(self) -> None:
+        """Start the writer process, then hand it each group and settle the group's futures
+        with its answer. If the writer ends, every change then fails with the reason."""
+        try:
+            writer = _start_writer(self._path, self._synchronous)
+        except StoreError as exc:
+            self._ready.set_exception(exc)
+            self._fail_until_closed(exc)
+            return
+        self.writer_pid = writer.pid
+        self._ready.set_result(None)
+        assert writer.stdin is not None  # noqa: S101
+        assert writer.stdout is not None  # noqa: S101
+        failure: StoreError | None = None
         stopping = False
-        while not stopping:
+        while not stopping and failure is None:
             first = self._queue.get()
             if first is None:
                 break
@@ -180,56 +178,26 @@ class SqliteStore:
                     break
                 batch.append(item)
             try:
-                outcomes = self._commit([p[0] for p in batch])
-            except BaseException as exc:  # a bug here must not leave callers waiting forever
-                error = StoreError(f"the writer failed: {exc!r}")
-                error.__cause__ = exc
-                outcomes = [error] * len(batch)
+                send(writer.stdin, [tuple(p[0]) for p in batch])
+                answer = receive(writer.stdout)
+                if not isinstance(answer, tuple):
+                    raise EOFError("no answer")
+                outcomes, self.commits, self.changes = answer
+            except (OSError, EOFError, ValueError, pickle.PickleError) as exc:
+                failure = StoreError(f"the SQLite writer process ended ({exc!r}): {self._path}")
+                outcomes = [failure] * len(batch)
             _settle(batch, outcomes)
+        with contextlib.suppress(OSError, ValueError):
+            writer.stdin.write(STOP)
+            writer.stdin.close()
+        writer.wait()
+        writer.stdout.close()
+        if failure is not None and not stopping:
+            self._fail_until_closed(failure)
 
-    def _commit(self, changes: list[rows.EncodedChange]) -> list[_Outcome]:
-        connection = self._writer
-        head, self._head = self._head, None  # known again only once this commit is durable
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            head = _write(connection, changes, head)
-            connection.execute("COMMIT")
-        except sqlite3.Error as exc:
-            _rollback(connection)
-            if len(changes) == 1:
-                return [_store_error(exc)]
-            return self._commit_each(changes)
-        self._head = head
-        self.commits += 1
-        self.changes += len(changes)
-        return [None] * len(changes)
-
-    def _commit_each(self, changes: list[rows.EncodedChange]) -> list[_Outcome]:
-        """One transaction again, each change under a savepoint, so a bad one fails alone."""
-        connection = self._writer
-        outcomes: list[_Outcome] = []
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            head: _Head | None = None
-            for change in changes:
-                connection.execute("SAVEPOINT change")
-                try:
-                    written = _write(connection, [change], head)
-                except sqlite3.Error as exc:
-                    connection.execute("ROLLBACK TO change")
-                    outcomes.append(_store_error(exc))
-                else:
-                    head = written
-                    outcomes.append(None)
-                connection.execute("RELEASE change")
-            connection.execute("COMMIT")
-        except sqlite3.Error as exc:
-            _rollback(connection)
-            return [_store_error(exc)] * len(changes)
-        self._head = head
-        self.commits += 1
-        self.changes += outcomes.count(None)
-        return outcomes
+    def _fail_until_closed(self, error: StoreError) -> None:
+        while (item := self._queue.get()) is not None:
+            _settle([item], [error])
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -240,7 +208,7 @@ class SqliteStore:
         try:
             return await loop.run_in_executor(self._reads, work, self._reader)
         except sqlite3.Error as exc:
-            raise _store_error(exc) from exc
+            raise store_error(exc) from exc
 
     async def load_run(self, run_id: str) -> RunSnapshot | None:
         return await self._read(lambda c: _load_run(c, run_id))
@@ -304,7 +272,7 @@ class SqliteStore:
 
     async def audit_head(self) -> tuple[int, str]:
         def work(c: sqlite3.Connection) -> tuple[int, str]:
-            row = c.execute(_AUDIT_HEAD).fetchone()
+            row = c.execute(AUDIT_HEAD).fetchone()
             return (0, ZERO_HASH) if row is None else (int(row[0]), str(row[1]))
 
         return await self._read(work)
@@ -335,7 +303,8 @@ class SqliteStore:
     # -- lifetime ------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Write every change already queued, then close both connections. Idempotent."""
+        """Write every change already queued, stop the writer process, close the reads.
+        Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -345,136 +314,61 @@ class SqliteStore:
     def _shut_down(self) -> None:
         self._thread.join()
         self._reads.shutdown(wait=True)
-        self._writer.close()
         self._reader.close()
 
 
-def _connect(path: str, synchronous: str) -> tuple[sqlite3.Connection, sqlite3.Connection]:
-    writer: sqlite3.Connection | None = None
+def _open_reader(path: str, synchronous: str) -> sqlite3.Connection:
+    """Migrate the file (so that a bad file fails `open` here), then a read-only connection."""
+    connect(path, synchronous).close()
     try:
-        writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        writer.execute("PRAGMA busy_timeout = 10000")
-        mode = writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode != "wal":
-            raise StoreError(f"{path}: SQLite cannot use WAL here (journal mode {mode!r})")
-        writer.execute(f"PRAGMA synchronous = {synchronous}")
-        migrate(writer)
         reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         reader.execute("PRAGMA busy_timeout = 10000")
         reader.execute("PRAGMA query_only = ON")
     except sqlite3.Error as exc:
-        if writer is not None:
-            writer.close()
         raise StoreError(f"{path}: cannot open the store: {exc}") from exc
-    except BaseException:
-        if writer is not None:
-            writer.close()
-        raise
-    return writer, reader
+    return reader
 
 
-_Head = tuple[int, str]
-"""The audit log's last record: its seq and hash."""
-_SWITCH_INTERVAL: Final = 0.0003
-_MAX_VARIABLES: Final = 30_000  # below SQLite's 32,766 host parameters per statement
+def _start_writer(path: str, synchronous: str) -> subprocess.Popen[bytes]:
+    """The writer process, once it reports its connection open.
 
-
-def _many(connection: sqlite3.Connection, sql: str, values: Sequence[Sequence[object]]) -> None:
-    """`executemany`, but as multi-row statements: SQLite releases and takes back the GIL per
-    statement, so one statement for many rows keeps the writer from queueing behind the event
-    loop's thread once per row. Rows apply in order: a later upsert of the same key wins."""
-    if len(values) == 1:
-        connection.execute(sql, values[0])
-        return
-    head, _, rest = sql.partition(" VALUES ")
-    group, _, tail = rest.partition(")")
-    group += ")"
-    per = max(1, _MAX_VARIABLES // max(len(values[0]), 1))
-    for start in range(0, len(values), per):
-        chunk = values[start : start + per]
-        statement = f"{head} VALUES {', '.join([group] * len(chunk))}{tail}"
-        connection.execute(statement, [v for row in chunk for v in row])
-
-
-def _write(
-    connection: sqlite3.Connection, changes: list[rows.EncodedChange], head: _Head | None
-) -> _Head | None:
-    """Every row of `changes`, in their order: a later upsert of the same key wins. Returns
-    the audit log's head after them, given `head`, the head this writer last committed (None
-    when it does not know)."""
-    if len(changes) == 1:
-        change = changes[0]
-        runs, steps, transitions = change.runs, change.steps, change.transitions
-        dedup, alerts, marks = change.dedup, change.alerts, change.cron_marks
-    else:
-        runs = [r for c in changes for r in c.runs]
-        steps = [s for c in changes for s in c.steps]
-        transitions = [t for c in changes for t in c.transitions]
-        dedup = [d for c in changes for d in c.dedup]
-        alerts = [a for c in changes for a in c.alerts]
-        marks = [m for c in changes for m in c.cron_marks]
-    if runs:
-        _many(connection, _UPSERT_RUN, runs)
-    if steps:
-        _many(connection, _UPSERT_STEP, steps)
-    if transitions:
-        _many(connection, _INSERT_TRANSITION, transitions)
-    _write_timers(connection, changes)
-    if dedup:
-        _many(connection, _UPSERT_DEDUP, dedup)
-    if alerts:
-        _many(connection, _UPSERT_ALERT, alerts)
-    if marks:
-        _many(connection, _UPSERT_MARK, marks)
-    events = [e for c in changes for e in c.audit]
-    if events:
-        head = _append_audit(connection, events, head)
-    checkpoints = [c for change in changes for c in change.checkpoints]
-    if checkpoints:
-        _many(connection, _INSERT_CHECKPOINT, checkpoints)
-    return head
-
-
-def _append_audit(
-    connection: sqlite3.Connection, events: list[AuditEvent], head: _Head | None
-) -> _Head:
-    """Seal `events` after the log's head and insert them, under the write lock, so that every
-    writer (workers, a CLI command) appends to one chain: one total order, that of commits.
-
-    The head this writer last committed is tried first, saving a read per commit: records are
-    never removed, so when the next sequence number is still free that head is the head. When
-    another writer appended since, the insert conflicts on `seq`, SQLite undoes just that
-    statement, and the events are sealed again after the head as read now."""
-    if head is not None:
-        sealed = seal(events, head)
-        try:
-            _many(connection, _INSERT_AUDIT, rows.audit_rows(sealed))
-        except sqlite3.IntegrityError:
-            pass
-        else:
-            return sealed[-1].seq, sealed[-1].hash
-    row = connection.execute(_AUDIT_HEAD).fetchone()
-    sealed = seal(events, (0, ZERO_HASH) if row is None else (int(row[0]), str(row[1])))
-    _many(connection, _INSERT_AUDIT, rows.audit_rows(sealed))
-    return sealed[-1].seq, sealed[-1].hash
-
-
-def _write_timers(connection: sqlite3.Connection, changes: list[rows.EncodedChange]) -> None:
-    # The net effect of cancels and sets taken in order: each id ends deleted or set.
-    final: dict[str, rows.TimerRow | None] = {}
-    for change in changes:
-        for timer_id in change.cancel_timers:
-            final[timer_id] = None
-        for timer in change.timers:
-            final[timer[0]] = timer
-    if not final:
-        return
-    cancelled = [(i,) for i, t in final.items() if t is None]
-    if cancelled:
-        connection.executemany(_DELETE_TIMER, cancelled)
-    timers = [t for t in final.values() if t is not None]
-    if timers:
-        connection.executemany(_UPSERT_TIMER, timers)
+    Raises:
+        StoreError: it cannot start, or cannot open the file.
+    """
+    package_root = str(Path(__file__).resolve().parents[2])
+    python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    try:
+        writer = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
+            [
+                sys.executable,
+                "-P",
+                "-c",
+                _WRITER_MAIN,
+                path,
+                synchronous,
+                str(os.getpid()),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": python_path},
+        )
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot start the SQLite writer process: {exc}") from exc
+    assert writer.stdout is not None  # noqa: S101
+    try:
+        answer = receive(writer.stdout)
+    except (OSError, EOFError, ValueError, pickle.PickleError) as exc:
+        answer = exc
+    if answer == "ready":
+        return writer
+    writer.kill()
+    writer.wait()
+    for pipe in (writer.stdin, writer.stdout):
+        if pipe is not None:
+            pipe.close()
+    if isinstance(answer, StoreError):
+        raise answer
+    raise StoreError(f"{path}: the SQLite writer process did not start ({answer!r})")
 
 
 def _load_run(connection: sqlite3.Connection, run_id: str) -> RunSnapshot | None:
@@ -509,24 +403,6 @@ def _load_run(connection: sqlite3.Connection, run_id: str) -> RunSnapshot | None
         timers=[rows.timer_from(t) for t in timers],
         last_seq=last_seq,
     )
-
-
-def _rollback(connection: sqlite3.Connection) -> None:
-    if connection.in_transaction:
-        connection.execute("ROLLBACK")
-
-
-def _store_error(exc: sqlite3.Error) -> StoreError:
-    if (
-        isinstance(exc, sqlite3.IntegrityError)
-        and exc.sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
-    ):
-        # Transitions are the only plain INSERT: every other table is an upsert.
-        error: StoreError = ConflictError(f"transition already recorded: {exc}")
-    else:
-        error = StoreError(f"SQLite: {exc}")
-    error.__cause__ = exc
-    return error
 
 
 def _audit_where(f: AuditFilter) -> tuple[list[str], list[object]]:

@@ -4,6 +4,7 @@ schema versions, durability the moment `apply` returns."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sqlite3
 import sys
@@ -94,7 +95,7 @@ async def test_a_bad_change_in_a_batch_fails_alone(tmp_path: Path) -> None:
         assert [i for i, outcome in enumerate(outcomes) if outcome is not None] == [10]
         error = outcomes[10]
         assert isinstance(error, ConflictError)
-        assert isinstance(error.__cause__, sqlite3.IntegrityError)
+        assert "UNIQUE constraint failed: transitions.run_id, transitions.seq" in str(error)
         assert store.commits - commits_before <= 2
         assert len(await store.list_runs(RunFilter())) == 20
         assert await store.load_run("bad") is None
@@ -131,7 +132,7 @@ _CHILD = textwrap.dedent(
     async def main() -> None:
         store = await SqliteStore.open(sys.argv[1])
         await store.apply(Change(runs=[a_run()], transitions=[a_transition()]))
-        print("applied", flush=True)
+        print("applied", store.writer_pid, flush=True)
         time.sleep(60)
 
     asyncio.run(main())
@@ -148,11 +149,43 @@ async def test_a_change_is_durable_when_apply_returns(tmp_path: Path) -> None:
     line = await asyncio.wait_for(child.stdout.readline(), timeout=30)
     child.send_signal(signal.SIGKILL)
     assert await child.wait() == -signal.SIGKILL
-    assert line == b"applied\n"
+    word, writer_pid = line.split()
+    assert word == b"applied"
     async with open_store(f"sqlite:///{path}") as store:
         snapshot = await store.load_run("run-1")
         assert snapshot is not None
         assert snapshot.last_seq == 1
+    # the writer process went down with the worker that started it
+    for _ in range(100):
+        if not _alive(int(writer_pid)):
+            break
+        await asyncio.sleep(0.05)
+    assert not _alive(int(writer_pid)), "the writer process outlived its worker"
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie nobody reaped counts as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+async def test_a_dead_writer_process_fails_writes_and_never_hangs(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "soar.db")
+    try:
+        await store.apply(Change(runs=[a_run()], transitions=[a_transition()]))
+        assert store.writer_pid is not None
+        os.kill(store.writer_pid, signal.SIGKILL)
+        for seq in (2, 3):
+            with pytest.raises(StoreError, match="writer process ended"):
+                await asyncio.wait_for(
+                    store.apply(Change(transitions=[a_transition(seq=seq)])), timeout=10
+                )
+        assert [t.seq for t in await store.transitions("run-1")] == [1]  # reads still work
+    finally:
+        await asyncio.wait_for(store.close(), timeout=10)
 
 
 async def test_reads_see_every_acknowledged_write(tmp_path: Path) -> None:
