@@ -86,7 +86,8 @@ def rfc3339(moment: datetime) -> str:
     """UTC with six fraction digits and `Z`, as every time in the log is written."""
     if moment.tzinfo is not UTC and moment.utcoffset() != _NO_OFFSET:
         moment = moment.astimezone(UTC)
-    return moment.isoformat(timespec="microseconds")[:26] + "Z"
+    text = moment.isoformat()  # `…SS.ffffff+00:00`, or without the fraction when it is 0
+    return text[:26] + "Z" if len(text) == 32 else text[:19] + ".000000Z"
 
 
 def digest(value: JsonValue) -> str:

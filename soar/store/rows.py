@@ -107,9 +107,10 @@ AuditRow: TypeAlias = tuple[
 ]
 CheckpointRow: TypeAlias = tuple[int, int, str, str, str]
 EventRow: TypeAlias = tuple[
-    int, str, str, str | None, str | None, str | None, str | None, str | None, str | None, str
+    int, str, str, str | None, str | None, str | None, str | None, str | None, str | None, bytes
 ]
-"""An audit event before it is sealed: an `AuditRow` without its seq, prev and hash."""
+"""An audit event before it is sealed: an `AuditRow` without its seq, prev and hash, and with
+the body still bytes (the writer hashes those, then stores them as text)."""
 
 
 def to_micros(moment: datetime) -> int:
@@ -317,7 +318,7 @@ def event_row(event: AuditEvent) -> EventRow:
         event.action,
         event.target,
         event.trace_id,
-        event.body.decode(),
+        event.body,
     )
 
 
@@ -328,8 +329,8 @@ def sealed_rows(events: Sequence[EventRow], head: tuple[int, str]) -> list[Audit
     sealed: list[AuditRow] = []
     for event in events:
         seq += 1
-        digest = leaf_hash(seq, prev, event[9].encode())
-        sealed.append((seq, *event, prev, digest))
+        digest = leaf_hash(seq, prev, event[9])
+        sealed.append((seq, *event[:9], event[9].decode(), prev, digest))
         prev = digest
     return sealed
 

@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import json
 import textwrap
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from pydantic import BaseModel
 
@@ -15,6 +15,7 @@ from soar.audit.canonical import canonical
 from soar.connectors import ActionContext, Connector, Registry
 from soar.connectors.core import core
 from soar.engine import Engine, FakeClock
+from soar.engine.evidence import rfc3339
 from soar.models.audit import ZERO_HASH, AuditFilter, leaf_hash
 from soar.models.run import RunStatus
 from soar.playbook.validate import LoadedPlaybook, validate_text
@@ -282,3 +283,12 @@ async def test_dry_runs_and_an_engine_without_audit_record_nothing() -> None:
     assert run.status is RunStatus.COMPLETED
     assert await dry_store.audit_head() == (0, ZERO_HASH)
     assert await off_store.audit_head() == (0, ZERO_HASH)
+
+
+def test_times_are_written_in_utc_with_six_fraction_digits() -> None:
+    assert rfc3339(datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)) == "2026-01-02T03:04:05.000006Z"
+    assert rfc3339(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2026-01-02T03:04:05.000000Z"
+    plus_two = timezone(timedelta(hours=2))
+    assert (
+        rfc3339(datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=plus_two)) == "2026-01-02T01:04:05.000007Z"
+    )
