@@ -22,7 +22,7 @@ def bench() -> None:
 
 
 @bench.command("engine")
-@click.option("--runs", default=2000, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--runs", default=3000, show_default=True, type=click.IntRange(1, 1_000_000))
 @click.option(
     "--warmup",
     default=200,
@@ -40,7 +40,7 @@ def bench() -> None:
 )
 @click.option(
     "--rounds",
-    default=3,
+    default=5,
     show_default=True,
     type=click.IntRange(1, 99),
     help="Rounds of audited and unaudited runs, alternating; the median round is shown.",

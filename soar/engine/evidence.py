@@ -75,6 +75,9 @@ LOG_FILTER: Final = SecretsInLogs()
 
 
 _NO_OFFSET: Final = timedelta(0)
+_second: tuple[int, str] = (-1, "")
+"""The last whole second `rfc3339` formatted (POSIX seconds, `YYYY-MM-DDTHH:MM:SS`); one
+tuple, replaced whole, so threads sharing it see one or the other."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -86,8 +89,12 @@ def rfc3339(moment: datetime) -> str:
     """UTC with six fraction digits and `Z`, as every time in the log is written."""
     if moment.tzinfo is not UTC and moment.utcoffset() != _NO_OFFSET:
         moment = moment.astimezone(UTC)
-    text = moment.isoformat()  # `…SS.ffffff+00:00`, or without the fraction when it is 0
-    return text[:26] + "Z" if len(text) == 32 else text[:19] + ".000000Z"
+    global _second  # a one-entry cache: every record of a second shares it
+    whole = math.floor(moment.timestamp())
+    second = _second
+    if second[0] != whole:
+        second = _second = (whole, moment.isoformat()[:19])
+    return f"{second[1]}.{moment.microsecond:06d}Z"
 
 
 def digest(value: JsonValue) -> str:
@@ -128,7 +135,7 @@ class Evidence:
 
     def redact(self, value: JsonValue) -> JsonValue:
         """`value` with every secret value and every value under a secret-looking key hidden."""
-        if not self._secrets and not isinstance(value, dict | list):
+        if not value or (not self._secrets and not isinstance(value, dict | list)):
             return value
         if isinstance(value, str):
             for secret in self._secrets:
@@ -213,7 +220,7 @@ class Evidence:
             step=state.key,
             action=action,
             target=target,
-            trace_id=trace_id(run),
+            trace_id=body.get("trace_id"),  # type: ignore[arg-type] # a str, set by _base
         )
 
     def run(
@@ -349,7 +356,7 @@ def _event(
         step=step,
         action=spec.qualified_name if spec is not None else None,
         target=target,
-        trace_id=trace_id(run),
+        trace_id=body.get("trace_id"),  # type: ignore[arg-type] # a str, set by _base
     )
 
 

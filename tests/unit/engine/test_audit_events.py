@@ -288,6 +288,10 @@ async def test_dry_runs_and_an_engine_without_audit_record_nothing() -> None:
 def test_times_are_written_in_utc_with_six_fraction_digits() -> None:
     assert rfc3339(datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)) == "2026-01-02T03:04:05.000006Z"
     assert rfc3339(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2026-01-02T03:04:05.000000Z"
+    same_second = datetime(2026, 1, 2, 3, 4, 5, 999999, tzinfo=UTC)
+    assert rfc3339(same_second) == "2026-01-02T03:04:05.999999Z"
+    next_day = datetime(2026, 1, 3, 3, 4, 5, 1, tzinfo=UTC)
+    assert rfc3339(next_day) == "2026-01-03T03:04:05.000001Z"
     plus_two = timezone(timedelta(hours=2))
     assert (
         rfc3339(datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=plus_two)) == "2026-01-02T01:04:05.000007Z"
