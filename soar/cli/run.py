@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -75,12 +77,11 @@ def run_command(
         except AlertRejected as exc:
             raise click.ClickException(f"alert rejected: {exc.code.value}: {exc.message}") from None
     values = dict(_parse_input(item) for item in inputs)
-    if not as_json:
-        _show_action_logs()
     try:
-        code = asyncio.run(
-            _run(target, others, alerts, values, settings, registry, dry_run, as_json)
-        )
+        with contextlib.nullcontext() if as_json else _action_logs_in_timeline():
+            code = asyncio.run(
+                _run(target, others, alerts, values, settings, registry, dry_run, as_json)
+            )
     except BadInputs as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
@@ -207,13 +208,22 @@ class _Echo(logging.Handler):
         click.echo(f"  {'':12}  {'':<28} log: {record.getMessage()}")
 
 
-def _show_action_logs() -> None:
-    """What actions log (core.log, connectors' messages) appears in the timeline."""
+@contextlib.contextmanager
+def _action_logs_in_timeline() -> Iterator[None]:
+    """What actions log (core.log, connectors' messages) appears in the timeline while the run
+    is shown, instead of going to the log (stderr); `--json` keeps stdout to the document."""
     actions = logging.getLogger("soar.action")
-    if not any(isinstance(h, _Echo) for h in actions.handlers):
-        actions.addHandler(_Echo())
+    handler = _Echo()
+    level, propagate = actions.level, actions.propagate
+    actions.addHandler(handler)
     actions.setLevel(logging.INFO)
     actions.propagate = False
+    try:
+        yield
+    finally:
+        actions.removeHandler(handler)
+        actions.setLevel(level)
+        actions.propagate = propagate
 
 
 def _print_effects(effects: list[dict[str, JsonValue]]) -> None:

@@ -1,0 +1,102 @@
+"""The canary secret through the command line: a connector that needs a secret logs it, returns
+it and fails with it in the message; nothing any command prints shows it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from pydantic import BaseModel
+
+from soar.cli.main import cli
+from soar.connectors import ActionContext, ActionFailed, Connector, Registry
+from soar.connectors.core import core
+
+CANARY = "canary-5d1c7e-keep-me-out-of-cli-output"
+
+PLAYBOOK = """\
+id: leaky
+name: A connector that mishandles its secret
+trigger: {manual: true}
+steps:
+  - {id: fetch, action: vault.fetch, with: {user: jdoe}}
+  - {id: refuse, action: vault.refuse, with: {user: jdoe}}
+"""
+
+
+class Who(BaseModel):
+    user: str
+
+
+class Echo(BaseModel):
+    user: str
+    seen: str
+
+
+def vault() -> Connector:
+    connector = Connector("vault", doc="mishandles its API key on purpose")
+
+    @connector.action(secrets=["api_key"], idempotent=True)
+    async def fetch(ctx: ActionContext, params: Who) -> Echo:
+        key = ctx.secrets["api_key"]
+        ctx.logger.warning("calling the vault with key %s for %s", key, params.user)
+        return Echo(user=params.user, seen=f"key={key}")
+
+    @connector.action(secrets=["api_key"])
+    async def refuse(ctx: ActionContext, params: Who) -> Echo:
+        raise ActionFailed(f"the vault refused key {ctx.secrets['api_key']}", retryable=False)
+
+    return connector
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SOAR_STORE", f"sqlite:///{tmp_path}/soar.db")
+    monkeypatch.setenv("SOAR_PLAYBOOKS", str(tmp_path / "none"))
+    monkeypatch.setenv("SOAR_SECRET_VAULT_API_KEY", CANARY)
+    registry = Registry.of([core, vault()])
+    for module in ("soar.cli.run", "soar.cli.runs"):
+        monkeypatch.setattr(f"{module}.load_registry", lambda: registry)
+    return CliRunner()
+
+
+def test_no_command_prints_the_secret(
+    runner: CliRunner, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    playbook = tmp_path / "leaky.playbook.yaml"
+    playbook.write_text(PLAYBOOK)
+    outputs: list[str] = []
+
+    def invoke(*args: str) -> str:
+        result = runner.invoke(cli, list(args))
+        outputs.append(result.output)
+        outputs.append(result.stderr)
+        return result.stdout
+
+    invoke("keys", "create")
+    assert (tmp_path / "keys").is_dir()
+    invoke("run", str(playbook))
+    printed = invoke("run", str(playbook), "--json")
+    finished = json.loads(printed)
+    run_id = finished["run_id"]
+    assert finished["status"] == "failed"
+    invoke("runs", "list")
+    invoke("runs", "list", "--json")
+    shown = invoke("runs", "show", run_id, "--json")
+    invoke("runs", "show", run_id)
+    exported = invoke("audit", "export")
+    invoke("audit", "query", "--run", run_id)
+    invoke("audit", "query", "--run", run_id, "--json")
+    outputs.extend(record.getMessage() for record in caplog.records)
+
+    # the secret reached the connector, and every place it leaked to shows the redaction
+    assert "[redacted]" in shown
+    assert "the vault refused key [redacted]" in shown
+    assert "calling the vault with key [redacted] for jdoe" in caplog.text
+    assert exported.count("\n") > 5
+    assert all(CANARY not in text for text in outputs)
