@@ -311,6 +311,133 @@ class Evidence:
             trace_id=trace_id,
         )
 
+    def alert_rejected(
+        self,
+        payload: bytes,
+        at: datetime,
+        *,
+        source: str,
+        reason: str,
+        message: str,
+        trace_id: str | None = None,
+        actor: str = ENGINE,
+    ) -> AuditEvent | None:
+        """A message soar could not take in and dead-lettered: where it came from, why, and the
+        digest of its bytes (never the bytes: they are attacker-chosen and may hold anything).
+
+        Args:
+            source: where the message came from, e.g. `kafka:alerts/3@1042` or `http:10.0.0.5`.
+            reason: the rejection's code (`not_json`, `unknown_format`, ...).
+            message: the human-readable reason (redacted here).
+        """
+        return self._standalone(
+            AuditKind.ALERT_REJECTED,
+            at,
+            actor,
+            {
+                "source": source,
+                "reason": reason,
+                "message": self.redact(message),
+                "payload_digest": "sha256:" + hashlib.sha256(payload).hexdigest(),
+                "payload_bytes": len(payload),
+            },
+            trace_id=trace_id,
+        )
+
+    def playbook_saved(
+        self,
+        playbook_id: str,
+        version: int,
+        playbook_digest: str,
+        at: datetime,
+        *,
+        author: str,
+        previous: tuple[int, str] | None = None,
+    ) -> AuditEvent | None:
+        """A playbook version was saved: `playbook.created` for its first version, else
+        `playbook.changed` naming the version and digest it replaces. The author is the actor."""
+        fields: dict[str, JsonValue] = {
+            "playbook": playbook_id,
+            "version": version,
+            "digest": playbook_digest,
+        }
+        kind = AuditKind.PLAYBOOK_CREATED
+        if previous is not None:
+            kind = AuditKind.PLAYBOOK_CHANGED
+            fields["previous_version"], fields["previous_digest"] = previous
+        return self._standalone(kind, at, author, fields)
+
+    def playbook_rolled_out(
+        self,
+        playbook_id: str,
+        version: int,
+        playbook_digest: str,
+        at: datetime,
+        *,
+        actor: str,
+        share: int,
+        mode: str,
+    ) -> AuditEvent | None:
+        """A version now takes `share` percent of its matching alerts, `mode` `live` or
+        `dry_run` (100 and live is a full roll-out; 0 withdraws it)."""
+        return self._standalone(
+            AuditKind.PLAYBOOK_ROLLED_OUT,
+            at,
+            actor,
+            {
+                "playbook": playbook_id,
+                "version": version,
+                "digest": playbook_digest,
+                "share": share,
+                "mode": mode,
+            },
+        )
+
+    def api_login(
+        self, at: datetime, *, actor: str, method: str, client: str, roles: list[str]
+    ) -> AuditEvent | None:
+        """Someone signed in to the API (`method`: `token`, `password`, ...) from `client`."""
+        return self._standalone(
+            AuditKind.API_LOGIN,
+            at,
+            actor,
+            {"method": method, "client": client, "roles": [*sorted(roles)]},
+        )
+
+    def api_denied(
+        self, at: datetime, *, actor: str, route: str, reason: str, client: str
+    ) -> AuditEvent | None:
+        """A request the API refused (`actor` `anonymous` when nobody could be told apart):
+        `route` as `METHOD /path`, and why (`no_token`, `bad_token`, `role`, ...)."""
+        return self._standalone(
+            AuditKind.API_DENIED,
+            at,
+            actor,
+            {"route": self.redact(route), "reason": reason, "client": client},
+        )
+
+    def _standalone(
+        self,
+        kind: AuditKind,
+        at: datetime,
+        actor: str,
+        fields: dict[str, JsonValue],
+        *,
+        trace_id: str | None = None,
+    ) -> AuditEvent | None:
+        """An event that belongs to no run."""
+        if not self.enabled:
+            return None
+        body: dict[str, JsonValue] = {
+            "kind": kind._value_,
+            "time": rfc3339(at),
+            "actor": actor,
+            **fields,
+        }
+        if trace_id is not None:
+            body["trace_id"] = trace_id
+        return AuditEvent(kind=kind, time=at, actor=actor, body=_encode(body), trace_id=trace_id)
+
     def _base(self, run: Run, kind: AuditKind, at: datetime, actor: str) -> dict[str, JsonValue]:
         body: dict[str, JsonValue] = {
             "kind": kind._value_,

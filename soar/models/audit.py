@@ -31,6 +31,7 @@ class AuditKind(StrEnum):
     STEP_FINISHED = "step.finished"
     STEP_COMPENSATED = "step.compensated"
     APPROVAL_DECIDED = "approval.decided"
+    PLAYBOOK_CREATED = "playbook.created"
     PLAYBOOK_CHANGED = "playbook.changed"
     PLAYBOOK_ROLLED_OUT = "playbook.rolled_out"
     API_LOGIN = "api.login"

@@ -15,10 +15,11 @@ from soar.audit.canonical import canonical
 from soar.connectors import ActionContext, Connector, Registry
 from soar.connectors.core import core
 from soar.engine import Engine, FakeClock
-from soar.engine.evidence import rfc3339
+from soar.engine.evidence import Evidence, rfc3339
 from soar.models.audit import ZERO_HASH, AuditFilter, leaf_hash
 from soar.models.run import RunStatus
 from soar.playbook.validate import LoadedPlaybook, validate_text
+from soar.store.base import Change
 from soar.store.memory import MemoryStore
 from tests.unit.engine.conftest import World
 
@@ -295,4 +296,64 @@ def test_times_are_written_in_utc_with_six_fraction_digits() -> None:
     plus_two = timezone(timedelta(hours=2))
     assert (
         rfc3339(datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=plus_two)) == "2026-01-02T01:04:05.000007Z"
+    )
+
+
+async def test_events_outside_runs_have_their_records() -> None:
+    """Dead-lettered alerts, playbook versions and roll-outs, API logins and denials: the
+    ingestion, lifecycle and API code hand these to the store as they happen."""
+    evidence = Evidence(secrets=[CANARY])
+    at = datetime(2026, 11, 29, 10, 0, 0, 123456, tzinfo=UTC)
+    payload = b'{"not": "an alert", "key": "' + CANARY.encode() + b'"}'
+    events = [
+        evidence.alert_rejected(
+            payload,
+            at,
+            source="kafka:alerts/3@1042",
+            reason="unknown_format",
+            message=f"no format matched a message holding {CANARY}",
+        ),
+        evidence.playbook_saved("lockout", 1, "sha256:aa", at, author="alice"),
+        evidence.playbook_saved(
+            "lockout", 2, "sha256:bb", at, author="bob", previous=(1, "sha256:aa")
+        ),
+        evidence.playbook_rolled_out(
+            "lockout", 2, "sha256:bb", at, actor="carol", share=10, mode="live"
+        ),
+        evidence.api_login(
+            at, actor="dave", method="token", client="10.0.0.5", roles=["soc", "admin"]
+        ),
+        evidence.api_denied(
+            at, actor="anonymous", route="POST /api/v1/runs", reason="no_token", client="10.0.0.9"
+        ),
+    ]
+    store = MemoryStore()
+    await store.apply(Change(audit=[e for e in events if e is not None]))
+    bodies = await records_of(store)
+    assert [b["kind"] for b in bodies] == [
+        "alert.rejected",
+        "playbook.created",
+        "playbook.changed",
+        "playbook.rolled_out",
+        "api.login",
+        "api.denied",
+    ]
+    rejected, created, changed, rolled, login, denied = bodies
+    assert rejected["payload_digest"] == "sha256:" + hashlib.sha256(payload).hexdigest()
+    assert rejected["payload_bytes"] == len(payload)
+    assert rejected["message"] == "no format matched a message holding [redacted]"
+    assert rejected["time"] == "2026-11-29T10:00:00.123456Z"
+    assert (created["actor"], created["version"], created["digest"]) == ("alice", 1, "sha256:aa")
+    assert "previous_version" not in created
+    assert (changed["previous_version"], changed["previous_digest"]) == (1, "sha256:aa")
+    assert (rolled["actor"], rolled["share"], rolled["mode"]) == ("carol", 10, "live")
+    assert (login["actor"], login["roles"]) == ("dave", ["admin", "soc"])
+    assert (denied["route"], denied["reason"]) == ("POST /api/v1/runs", "no_token")
+    assert all(CANARY not in json.dumps(b) for b in bodies)
+    # queries find them by actor and kind
+    by_actor = await store.query_audit(AuditFilter(actor="bob"))
+    assert [r.event.kind for r in by_actor] == ["playbook.changed"]
+    assert (
+        Evidence(enabled=False).api_login(at, actor="x", method="token", client="::1", roles=[])
+        is None
     )
