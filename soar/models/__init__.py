@@ -6,8 +6,9 @@ The names load on first use, so that a process needing only `soar.models.run` or
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from soar.lazy import lazy_names
 
 if TYPE_CHECKING:
     from soar.models.alert import (
@@ -46,11 +47,4 @@ __all__ = [
     "UserEntity",
 ]
 
-
-def __getattr__(name: str) -> object:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _HOMES)

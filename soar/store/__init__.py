@@ -6,7 +6,6 @@ starts without them.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from soar.errors import ConfigError
+from soar.lazy import lazy_names
 
 if TYPE_CHECKING:
     from soar.store.base import Change, RunFilter, RunSnapshot, Store
@@ -82,10 +82,4 @@ async def open_store(url: str) -> AsyncIterator[Store]:
         await store.close()
 
 
-def __getattr__(name: str) -> object:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _HOMES)

@@ -252,18 +252,20 @@ def _append_audit(
     never removed, so when the next sequence number is still free that head is the head. When
     another writer appended since, the insert conflicts on `seq`, SQLite undoes just that
     statement, and the events are sealed again after the head as read now."""
-    if head is not None:
-        sealed = rows.sealed_rows(events, head)
-        try:
-            _many(connection, _INSERT_AUDIT, sealed)
-        except sqlite3.IntegrityError:
-            pass
-        else:
-            return sealed[-1][0], sealed[-1][12]
-    row = connection.execute(AUDIT_HEAD).fetchone()
-    sealed = rows.sealed_rows(events, (0, ZERO_HASH) if row is None else (row[0], row[1]))
-    _many(connection, _INSERT_AUDIT, sealed)
+    if head is None:
+        head = _read_head(connection)
+    sealed = rows.sealed_rows(events, head)
+    try:
+        _many(connection, _INSERT_AUDIT, sealed)
+    except sqlite3.IntegrityError:
+        sealed = rows.sealed_rows(events, _read_head(connection))
+        _many(connection, _INSERT_AUDIT, sealed)
     return sealed[-1][0], sealed[-1][12]
+
+
+def _read_head(connection: sqlite3.Connection) -> _Head:
+    row = connection.execute(AUDIT_HEAD).fetchone()
+    return (0, ZERO_HASH) if row is None else (row[0], row[1])
 
 
 def _write_timers(connection: sqlite3.Connection, changes: list[rows.EncodedChange]) -> None:
