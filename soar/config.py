@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -34,6 +34,36 @@ class IngestSettings(BaseModel):
         default_factory=dict,
         description="input (Kafka topic, HTTP source) -> format; unlisted inputs are detected",
     )
+
+
+class KafkaSettings(BaseModel):
+    """How `soar worker` reads alerts from Kafka (docs/ingestion.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topics: list[str] = Field(default_factory=lambda: ["soar.alerts"], min_length=1)
+    group: str = Field(default="soar", min_length=1, description="the consumer group")
+    dead_letter_topic: str = "soar.dead-letters"
+    client_id: str = "soar-worker"
+    max_in_flight: int = Field(
+        default=256, ge=1, description="messages being turned into runs at once, per worker"
+    )
+    max_poll_records: int = Field(default=500, ge=1)
+    commit_interval: float = Field(
+        default=0.5, gt=0, description="seconds between offset commits (of durable messages)"
+    )
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+    request_timeout_ms: int = Field(default=30_000, ge=1000)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = Field(default=None, description="CA bundle for the brokers")
+    ssl_certfile: Path | None = Field(default=None, description="client certificate (mTLS)")
+    ssl_keyfile: Path | None = None
+    ssl_check_hostname: bool = True
 
 
 class AuditSettings(BaseModel):
@@ -90,6 +120,7 @@ class Settings(BaseSettings):
         default="sqlite:///soar.db", description="sqlite:///PATH, or memory:// (nothing kept)"
     )
     ingest: IngestSettings = IngestSettings()
+    kafka: KafkaSettings = KafkaSettings()
     audit: AuditSettings = AuditSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     connectors: dict[str, dict[str, JsonValue]] = Field(

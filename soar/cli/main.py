@@ -19,6 +19,7 @@ from soar.cli.run import run_command
 from soar.cli.runs import runs
 from soar.cli.test import cases_command
 from soar.cli.validate import validate
+from soar.cli.worker import worker_command
 from soar.config import CONFIG_ENV
 from soar.errors import ConfigError
 
@@ -47,6 +48,7 @@ cli.add_command(runs)
 cli.add_command(cases_command)
 cli.add_command(audit)
 cli.add_command(keys)
+cli.add_command(worker_command)
 
 
 def main() -> None:

