@@ -5,6 +5,7 @@ options."""
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from soar.ingest.worker import Offsets
 
 P0 = TopicPartition("alerts", 0)
 P1 = TopicPartition("alerts", 1)
-PASSWORD = "s3cret-for-tests"
+PASSWORD = secrets.token_hex(8)  # a fresh one each run
 
 
 def offsets_of(committable: dict[object, object]) -> dict[object, int]:
