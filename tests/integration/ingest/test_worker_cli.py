@@ -1,0 +1,103 @@
+"""`soar worker` as an operator runs it, configured by environment variables: it takes alerts in,
+and on SIGTERM stops, commits the offsets of what it recorded, and exits 0."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.integration.ingest.test_worker import (
+    committed_offsets,
+    end_offsets,
+    good,
+    produce,
+)
+from tests.kafka_broker import KafkaBroker
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[3]
+PLAYBOOK = """\
+id: note-every-alert
+name: Note every alert
+trigger: {match: 'true'}
+steps:
+  - {id: note, action: core.log, with: {message: "{{ alert.title }}"}}
+"""
+
+
+def runs_in(path: Path) -> int:
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("SELECT count(*) FROM runs WHERE status = 'completed'").fetchone()[0])
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return 0
+    finally:
+        db.close()
+
+
+async def test_the_worker_takes_alerts_in_and_stops_cleanly_on_sigterm(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    name = uuid.uuid4().hex[:8]
+    topic, group = f"alerts-{name}", f"soar-{name}"
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    (playbooks / "note.playbook.yaml").write_text(PLAYBOOK)
+    store = tmp_path / "soar.db"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SOAR_STORE": f"sqlite:///{store}",
+        "SOAR_PLAYBOOKS": str(playbooks),
+        "SOAR_KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
+        "SOAR_KAFKA__TOPICS": json.dumps([topic]),
+        "SOAR_KAFKA__GROUP": group,
+        "SOAR_KAFKA__DEAD_LETTER_TOPIC": f"dead-{name}",
+        "SOAR_KAFKA__COMMIT_INTERVAL": "0.1",
+        "SOAR_KAFKA__SESSION_TIMEOUT_MS": "6000",
+        "SOAR_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
+    }
+    count = 20
+    await produce(kafka_broker.bootstrap, topic, [(good(n), []) for n in range(count)])
+    log = (tmp_path / "worker.log").open("wb")
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from soar.cli.main import main; main()",
+        "worker",
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        async with asyncio.timeout(60):
+            while runs_in(store) < count:
+                assert worker.returncode is None, (tmp_path / "worker.log").read_text()
+                await asyncio.sleep(0.2)
+        worker.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await worker.wait() == 0
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+        log.close()
+    output = (tmp_path / "worker.log").read_text()
+    assert f"reading {topic} in group {group}" in output
+    assert f"worker stopped: {count} message(s) taken in, 0 dead-lettered" in output
+    assert runs_in(store) == count
+    assert await committed_offsets(kafka_broker.bootstrap, group, topic) == await end_offsets(
+        kafka_broker.bootstrap, topic
+    )
