@@ -221,6 +221,13 @@ def audit_command(records: int, directory: Path | None, as_json: bool) -> None:
 @bench.command("ingest")
 @click.option("--alerts", default=5000, show_default=True, type=click.IntRange(1, 10_000_000))
 @click.option(
+    "--latency-alerts",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Alerts sent at 200/s afterwards, for the latency figures.",
+)
+@click.option(
     "--bootstrap",
     default=None,
     help="A Kafka cluster to use (host:port); default: start the embedded broker.",
@@ -241,7 +248,12 @@ def audit_command(records: int, directory: Path | None, as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the figures.")
 def ingest_command(
-    alerts: int, bootstrap: str | None, backend: str, directory: Path | None, as_json: bool
+    alerts: int,
+    latency_alerts: int,
+    bootstrap: str | None,
+    backend: str,
+    directory: Path | None,
+    as_json: bool,
 ) -> None:
     """Alerts through Kafka and one worker into runs of a four-step playbook."""
     with scratch_dir(directory) as scratch, _broker(bootstrap, Path(scratch)) as address:
@@ -249,7 +261,9 @@ def ingest_command(
 
         async def run() -> IngestFigures:
             async with open_store(url) as store:
-                return await measure_ingest(address, store, alerts=alerts)
+                return await measure_ingest(
+                    address, store, alerts=alerts, latency_alerts=latency_alerts
+                )
 
         f = asyncio.run(run())
     click.echo(f"{f.alerts:,} alerts through one worker, {backend} store, 4-step playbook")
