@@ -88,6 +88,10 @@ class Offsets:
             self._next.pop(partition, None)
             self._committed.pop(partition, None)
 
+    def next_offset(self, partition: TopicPartition) -> int | None:
+        """The offset after the last one fetched from `partition`, if any was."""
+        return self._next.get(partition)
+
     def in_flight(self) -> int:
         return sum(len(p) for p in self._pending.values())
 
@@ -188,7 +192,18 @@ class Worker:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._commit()
 
+    def _report_lag(self) -> None:
+        consumer = self._consumer
+        instruments = self.engine.instruments
+        for partition in consumer.assignment():
+            end = consumer.highwater(partition)
+            fetched = self.offsets.next_offset(partition)
+            if end is not None and fetched is not None:
+                instruments.consumer_lag(partition.topic, partition.partition, end - fetched)
+
     async def _commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        if partitions is None:
+            self._report_lag()
         offsets = self.offsets.committable(partitions)
         if not offsets:
             return

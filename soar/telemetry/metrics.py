@@ -88,6 +88,9 @@ class Instruments:
     def alert_dead_lettered(self, reason: str) -> None:
         """A message was dead-lettered."""
 
+    def consumer_lag(self, topic: str, partition: int, lag: int) -> None:
+        """How many messages of a partition this worker has not read yet."""
+
 
 NO_INSTRUMENTS: Final = Instruments()
 """Metrics off: every call returns at once."""
@@ -98,8 +101,9 @@ class OtelInstruments(Instruments):
 
     Prometheus names: `soar_runs_started_total`, `soar_runs_finished_total`, `soar_steps_total`
     (success rate: `outcome="succeeded"` over all), `soar_connector_errors_total`,
-    `soar_alerts_consumed_total`, `soar_alerts_dead_lettered_total`, and the histograms
-    `soar_step_duration_seconds` and `soar_approval_wait_seconds`.
+    `soar_alerts_consumed_total`, `soar_alerts_dead_lettered_total`, the gauge
+    `soar_consumer_lag`, and the histograms `soar_step_duration_seconds` and
+    `soar_approval_wait_seconds`.
 
     Counts are kept here and observed by the SDK when it collects (asynchronous counters):
     adding one is a dict update under a lock, where a synchronous SDK counter costs some 15 µs
@@ -113,6 +117,7 @@ class OtelInstruments(Instruments):
         "_approval_seconds",
         "_connector_errors",
         "_dead",
+        "_lag",
         "_runs_finished",
         "_runs_started",
         "_step_attributes",
@@ -139,6 +144,12 @@ class OtelInstruments(Instruments):
             meter.create_observable_counter(
                 name, callbacks=[counts.observe], description=description
             )
+        self._lag = _Levels(("topic", "partition"))
+        meter.create_observable_gauge(
+            "soar_consumer_lag",
+            callbacks=[self._lag.observe],
+            description="messages of a partition not yet read by this worker",
+        )
         self._step_seconds = meter.create_histogram(
             "soar_step_duration_seconds",
             unit="s",
@@ -180,6 +191,9 @@ class OtelInstruments(Instruments):
     def alert_dead_lettered(self, reason: str) -> None:
         self._dead.add((reason,))
 
+    def consumer_lag(self, topic: str, partition: int, lag: int) -> None:
+        self._lag.set((topic, partition), lag)
+
 
 def _record(histogram: Histogram, seconds: float, attributes: dict[str, str]) -> None:
     histogram.record(max(seconds, 0.0), attributes)  # a clock stepped back is not a negative wait
@@ -220,6 +234,19 @@ class _Counts:
             Observation(count, {name: _label(v) for name, v in zip(self._names, key, strict=True)})
             for key, count in counts
         ]
+
+
+class _Levels(_Counts):
+    """Last values per label set (a gauge), with the same bounds as `_Counts`."""
+
+    __slots__ = ()
+
+    def set(self, key: Key, value: int) -> None:
+        with self._lock:
+            counts = self._counts
+            if key not in counts and len(counts) >= _MAX_SERIES:
+                key = self._overflow
+            counts[key] = value
 
 
 class _AttributeSets:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sqlite3
 import sys
+import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -46,6 +49,19 @@ def runs_in(path: Path) -> int:
         db.close()
 
 
+def scrape(log: Path) -> list[str]:
+    """The worker's `/metrics`, at the address it logged (it chose a free port)."""
+    found = re.search(r"metrics on (http://\S+/metrics)", log.read_text())
+    assert found, log.read_text()
+    for _ in range(50):  # the lag is reported with the next offset commit
+        with urllib.request.urlopen(found.group(1), timeout=5) as response:  # noqa: S310
+            lines = response.read().decode().splitlines()
+        if any(line.startswith("soar_consumer_lag{") for line in lines):
+            return lines
+        time.sleep(0.1)
+    return lines
+
+
 async def test_the_worker_takes_alerts_in_and_stops_cleanly_on_sigterm(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
@@ -67,6 +83,8 @@ async def test_the_worker_takes_alerts_in_and_stops_cleanly_on_sigterm(
         "SOAR_KAFKA__COMMIT_INTERVAL": "0.1",
         "SOAR_KAFKA__SESSION_TIMEOUT_MS": "6000",
         "SOAR_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
+        "SOAR_TELEMETRY__METRICS": "prometheus",
+        "SOAR_TELEMETRY__METRICS_PORT": "0",
     }
     count = 20
     await produce(kafka_broker.bootstrap, topic, [(good(n), []) for n in range(count)])
@@ -86,6 +104,7 @@ async def test_the_worker_takes_alerts_in_and_stops_cleanly_on_sigterm(
             while runs_in(store) < count:
                 assert worker.returncode is None, (tmp_path / "worker.log").read_text()
                 await asyncio.sleep(0.2)
+        scraped = await asyncio.to_thread(scrape, tmp_path / "worker.log")
         worker.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             assert await worker.wait() == 0
@@ -98,6 +117,10 @@ async def test_the_worker_takes_alerts_in_and_stops_cleanly_on_sigterm(
     assert f"reading {topic} in group {group}" in output
     assert f"worker stopped: {count} message(s) taken in, 0 dead-lettered" in output
     assert runs_in(store) == count
+    assert f'soar_alerts_consumed_total{{source="{topic}"}} {count}.0' in scraped
+    lags = [line for line in scraped if line.startswith("soar_consumer_lag{")]
+    assert lags, "no consumer lag reported"
+    assert all(line.endswith(" 0.0") for line in lags), lags  # caught up
     assert await committed_offsets(kafka_broker.bootstrap, group, topic) == await end_offsets(
         kafka_broker.bootstrap, topic
     )

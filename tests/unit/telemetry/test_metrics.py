@@ -97,6 +97,21 @@ def test_a_negative_duration_counts_as_zero() -> None:
     assert f"soar_step_duration_seconds_sum{{{labels}}} 0.0" in text
 
 
+def test_consumer_lag_is_a_gauge_holding_the_last_value_per_partition() -> None:
+    metrics = configure_metrics("prometheus")
+    try:
+        lag = metrics.instruments.consumer_lag
+        lag("alerts", 0, 120)
+        lag("alerts", 1, 3)
+        lag("alerts", 0, 7)  # caught up since: the last value counts, not the sum
+        lines = metrics.exposition().decode().splitlines()
+    finally:
+        metrics.shutdown()
+    assert 'soar_consumer_lag{partition="0",topic="alerts"} 7.0' in lines
+    assert 'soar_consumer_lag{partition="1",topic="alerts"} 3.0' in lines
+    assert "# TYPE soar_consumer_lag gauge" in lines
+
+
 def test_metrics_off_record_nothing_serve_nothing_and_cost_next_to_nothing() -> None:
     metrics = configure_metrics()
     assert metrics.instruments is NO_INSTRUMENTS
