@@ -269,7 +269,7 @@ def ingest_command(
     click.echo(f"{f.alerts:,} alerts through one worker, {backend} store, 4-step playbook")
     click.echo(f"end to end:               {f.alerts_per_s:>10,.0f} alerts/s (backlog)")
     click.echo(f"raw consume, same broker: {f.raw_consume_per_s:>10,.0f} messages/s")
-    click.echo(f"ratio:                    {f.alerts_per_s / f.raw_consume_per_s:>10.2f}")
+    click.echo(f"ratio:                    {f.alerts_per_s / f.raw_consume_per_s:>10.4f}")
     click.echo(
         f"alert in to first action: p50 {f.p50_ms:.1f} ms, p99 {f.p99_ms:.1f} ms "
         f"({f.latency_alerts} alerts at {f.latency_rate_per_s:.0f}/s)"
