@@ -370,9 +370,21 @@ class Engine:
                     )
                 )
             )
-            joined = await self.store.find_dedup(playbook.id, key, self.clock.now())
+            now = self.clock.now()
+            delivered = None if origin is None else f"{_DELIVERED}{origin}"
+            if delivered is not None:
+                joined = await self.store.find_dedup(playbook.id, delivered, now)
+                if joined is not None:  # delivered before, and joined this run then
+                    touched.append(joined)
+                    continue
+            joined = await self.store.find_dedup(playbook.id, key, now)
             if joined is not None:
-                await self.attach(joined, alert.model_dump(mode="json"))
+                marker = (
+                    None
+                    if delivered is None
+                    else DedupEntry(playbook.id, delivered, joined, now + dedup.window)
+                )
+                await self.attach(joined, alert.model_dump(mode="json"), marker=marker)
                 touched.append(joined)
             else:
                 expires = self.clock.now() + dedup.window
@@ -406,11 +418,14 @@ class Engine:
         """Abort a run: it stops, and its completed steps are compensated newest first."""
         await self._executor(run_id).abort(reason, actor=actor)
 
-    async def attach(self, run_id: str, event: JsonValue) -> None:
-        """Give a run a later alert or event (deduplicated alerts, resolutions, webhooks)."""
+    async def attach(
+        self, run_id: str, event: JsonValue, *, marker: DedupEntry | None = None
+    ) -> None:
+        """Give a run a later alert or event (deduplicated alerts, resolutions, webhooks);
+        `marker`, written with it, remembers which delivery joined (see `_submit`)."""
         executor = self.executors.get(run_id)
         if executor is not None:
-            await executor.attach(event)
+            await executor.attach(event, marker=marker)
             return
         snapshot = await self.store.load_run(run_id)
         if snapshot is None:
@@ -428,6 +443,7 @@ class Engine:
                         data={"seq": seq},
                     )
                 ],
+                dedup=[] if marker is None else [marker],
             )
         )
 
@@ -883,3 +899,8 @@ def origin_run_id(origin: str, playbook_id: str) -> str:
     """The id of the run `playbook_id` makes for the alert from `origin`: 32 hex digits, as
     random run ids are, the same on every delivery of that alert."""
     return hashlib.sha256(f"{origin}\x00{playbook_id}".encode()).hexdigest()[:32]
+
+
+_DELIVERED = "soar.delivered/"
+"""The dedup key prefix that remembers which run a delivered alert joined, for as long as the
+window it joined lasts: a redelivery then joins nothing twice."""

@@ -25,6 +25,7 @@ from soar.models import Alert, Severity
 from soar.models.audit import AuditEvent
 from soar.models.run import (
     AttachedAlert,
+    DedupEntry,
     Run,
     RunStatus,
     StepState,
@@ -636,13 +637,15 @@ class RunExecutor:
                 continue  # an event of another shape does not match
         return None
 
-    async def attach(self, event: JsonValue) -> None:
-        """A later alert or event joined the run: record it and wake matching waits."""
+    async def attach(self, event: JsonValue, *, marker: DedupEntry | None = None) -> None:
+        """A later alert or event joined the run: record it (with `marker`, the entry that
+        says its delivery joined this run) and wake matching waits."""
         seq = (self.attached[-1].seq if self.attached else 0) + 1
         attached = AttachedAlert(self.run.id, seq, event)
         await self._commit(
             alerts=[attached],
             transitions=[(TransitionKind.ALERT_ATTACHED, None, None, {"seq": seq})],
+            dedup=() if marker is None else (marker,),
         )
         self.attached.append(attached)
         for key, future in list(self._event_waiters):
@@ -965,6 +968,7 @@ class RunExecutor:
         run: Run | None = None,
         also: Sequence[tuple[Run, Transition]] = (),
         audit: Sequence[AuditEvent] = (),
+        dedup: Sequence[DedupEntry] = (),
     ) -> None:
         """Write this run's changes (and, with `also`, new runs started by them) atomically,
         with their audit events: a step's come from `_record`, the run's are made here."""
@@ -991,7 +995,7 @@ class RunExecutor:
         creation, self._creation = self._creation, None
         if held_steps:
             held_steps = _latest(held_steps)
-        if creation is None and run is None and not also and not alerts:  # the usual step write
+        if creation is None and run is None and not (also or alerts or dedup):  # a step write
             change = Change(
                 steps=[*held_steps, *steps] if held_steps else list(steps),
                 transitions=held + records if held else records,
@@ -999,6 +1003,7 @@ class RunExecutor:
             )
         else:
             change = self._change(creation, held_steps, steps, held, records, alerts, run, also)
+            change.dedup.extend(dedup)
             change.audit = [*(creation.audit if creation else []), *events]
         try:
             await self.engine.store.apply(change)
@@ -1064,7 +1069,7 @@ class RunExecutor:
                 *(t for _, t in also),
             ],
             alerts=list(alerts),
-            dedup=creation.dedup if creation else [],
+            dedup=list(creation.dedup) if creation else [],
             cron_marks=creation.cron_marks if creation else {},
         )
 

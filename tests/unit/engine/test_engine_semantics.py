@@ -6,8 +6,10 @@ from datetime import timedelta
 
 import pytest
 
+from soar.engine import Engine
 from soar.models import Alert
 from soar.models.run import RunStatus, StepStatus, TransitionKind
+from soar.store import RunFilter
 from tests.unit.engine.conftest import World
 
 HEAD = """\
@@ -679,3 +681,32 @@ steps:
     await world.clock.advance(timedelta(minutes=1))
     await engine.stop()
     assert world.effects.order == ["tick 2026-01-05T09:00:00Z"]
+
+
+async def test_a_delivered_alert_delivered_again_starts_and_joins_nothing_twice(
+    world: World,
+) -> None:
+    """Kafka may deliver a message again after a crash: by its origin the alert finds the run it
+    started, or the run it joined, even in an engine started afresh on the same store."""
+    loaded = world.load("""
+id: brute
+name: Brute
+trigger:
+  match: alert.category == "credential_access"
+  dedup: {key: "{{ alert.users[0].name }}", window: 30m}
+steps:
+  - id: hold
+    wait: {match: 'event.raw.n == 9', timeout: 1h}
+""")
+    first = await world.engine.submit_alert(an_alert("ana", n=0), origin="kafka:a/0@1#0")
+    joined = await world.engine.submit_alert(an_alert("ana", n=1), origin="kafka:a/0@2#0")
+    assert joined == first
+    again = Engine(world.store, world.registry, [loaded], clock=world.clock)
+    assert await again.submit_alert(an_alert("ana", n=0), origin="kafka:a/0@1#0") == first
+    assert await again.submit_alert(an_alert("ana", n=1), origin="kafka:a/0@2#0") == first
+    snapshot = await world.store.load_run(first[0])
+    assert snapshot is not None
+    assert [a.seq for a in snapshot.alerts] == [1]  # the second alert joined once
+    runs = await world.store.list_runs(RunFilter())
+    assert [r.id for r in runs] == first
+    await again.stop()
