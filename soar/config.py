@@ -56,6 +56,9 @@ class KafkaSettings(BaseModel):
     commit_interval: float = Field(
         default=0.5, gt=0, description="seconds between offset commits (of durable messages)"
     )
+    drain_timeout: float = Field(
+        default=30.0, gt=0, description="seconds a stopping worker waits for messages in flight"
+    )
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     heartbeat_interval_ms: int = Field(default=1_000, ge=100)
     request_timeout_ms: int = Field(default=30_000, ge=1000)

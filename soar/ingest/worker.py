@@ -188,8 +188,17 @@ class Worker:
         await self._commit()
 
     async def _drain(self) -> None:
+        """Let the messages in flight finish (for at most `drain_timeout`: one stuck on an
+        unreachable store is given up and read again by the next owner), then commit."""
         if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            _, stuck = await asyncio.wait(set(self._tasks), timeout=self.kafka.drain_timeout)
+            for task in stuck:
+                task.cancel()
+            if stuck:
+                _log.warning(
+                    "%d message(s) not taken in before shutdown: read again later", len(stuck)
+                )
+                await asyncio.gather(*stuck, return_exceptions=True)
         await self._commit()
 
     def _report_lag(self) -> None:

@@ -256,3 +256,39 @@ async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int,
     finally:
         await consumer.stop()
     return found
+
+
+async def test_a_worker_whose_store_is_gone_commits_nothing_and_still_stops(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    """Messages whose runs cannot be recorded are retried, never committed; a stop gives up
+    on them after `drain_timeout`, and they are read again by whoever comes next."""
+    name = uuid.uuid4().hex[:8]
+    topic = f"alerts-{name}"
+    kafka = KafkaSettings(
+        bootstrap_servers=kafka_broker.bootstrap,
+        topics=[topic],
+        group=f"soar-{name}",
+        dead_letter_topic=f"dead-{name}",
+        commit_interval=0.1,
+        drain_timeout=0.5,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=500,
+    )
+    await produce(kafka_broker.bootstrap, topic, [(good(n), []) for n in range(3)])
+    registry, loaded = playbooks()
+    store = await SqliteStore.open(tmp_path / "soar.db")
+    await store.close()  # every write now fails: the store is gone
+    engine = Engine(store, registry, loaded)
+    worker = Worker(engine, kafka, IngestSettings())
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    async with asyncio.timeout(60):
+        while worker.offsets.in_flight() < 3:
+            assert not task.done(), task.exception()
+            await asyncio.sleep(0.05)
+    stop.set()
+    async with asyncio.timeout(10):
+        await task
+    assert worker.consumed == 0
+    assert await committed_offsets(kafka_broker.bootstrap, kafka.group, topic) == {}
