@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from soar.connectors import ActionContext, ActionFailed, Connector, Registry
 from soar.connectors.core import core
 
-pytest_plugins = ["tests.kafka_broker"]
+pytest_plugins = ["tests.kafka_broker", "tests.apache_kafka"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
