@@ -27,6 +27,7 @@ _HOMES = {
     "RunSnapshot": "soar.store.base",
     "Store": "soar.store.base",
     "MemoryStore": "soar.store.memory",
+    "PostgresStore": "soar.store.postgres",
     "RawLimits": "soar.store.probe",
     "raw_sqlite_limits": "soar.store.probe",
     "SqliteStore": "soar.store.sqlite",
@@ -50,7 +51,9 @@ async def open_store(url: str) -> AsyncIterator[Store]:
     """Open the store `url` names, and close it (finishing queued writes) on the way out.
 
     `sqlite:///PATH` (relative; `sqlite:////abs/path` for an absolute one), optionally with
-    `?synchronous=NORMAL`; `memory://` keeps nothing after the block.
+    `?synchronous=NORMAL`; `postgresql://USER:PASSWORD@HOST:PORT/DATABASE` (or `postgres://`),
+    with any option asyncpg takes (`?sslmode=verify-full`); `memory://` keeps nothing after
+    the block.
 
     Raises:
         ConfigError: a URL of no known form, or an unknown option.
@@ -74,8 +77,14 @@ async def open_store(url: str) -> AsyncIterator[Store]:
         if unknown:
             raise ConfigError(f"store URL {url!r}: unknown option {sorted(unknown)[0]!r}")
         store = await SqliteStore.open(Path(path), synchronous=options.get("synchronous", "FULL"))
+    elif url.startswith(("postgresql://", "postgres://")):
+        from soar.store.postgres import PostgresStore  # asyncpg loads only for this backend
+
+        store = await PostgresStore.open(url)
     else:
-        raise ConfigError(f"store URL {url!r}: expected sqlite:///PATH or memory://")
+        raise ConfigError(
+            f"store URL {url!r}: expected sqlite:///PATH, postgresql://HOST/DATABASE or memory://"
+        )
     try:
         yield store
     finally:

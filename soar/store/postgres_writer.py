@@ -1,0 +1,234 @@
+"""The PostgreSQL store's writer: groups of changes, each committed in one transaction on one
+connection, the audit log's head locked for the append.
+
+The rows are those of `rows`, written with `executemany` (pipelined: one round trip per table
+a group touches, not per row), so a later upsert of a key in a group wins, as in SQLite. A
+group that fails is rolled back and written again change by change, each under a savepoint,
+so that only a bad change fails. A connection lost mid-group fails the whole group: whether its
+commit reached the server is unknown, and writing it again could append its audit records twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
+
+import asyncpg  # type: ignore[import-untyped]
+
+from soar.errors import ConflictError, StoreError
+from soar.store import rows
+
+_Outcome = BaseException | None
+_DEADLOCK_RETRIES: Final = 3
+_FAILURES: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, StoreError)
+"""What a failed write raises: the server's errors, the driver's, the socket's, and ours."""
+
+
+def _upsert(table: str, columns: str, key: Sequence[str]) -> str:
+    names = columns.split(", ")
+    updates = ", ".join(f"{c} = excluded.{c}" for c in names if c not in key)
+    values = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({values}) "  # noqa: S608 - fixed names
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    )
+
+
+def _insert(table: str, columns: str) -> str:
+    values = ", ".join(f"${i}" for i in range(1, len(columns.split(", ")) + 1))
+    return f"INSERT INTO {table} ({columns}) VALUES ({values})"  # noqa: S608 - fixed names
+
+
+RUN_COLUMNS: Final = (
+    "id, playbook_id, playbook_version, playbook_digest, status, trigger, created_at, "
+    "updated_at, alert, inputs, parent_run, parent_step, error, dry_run, trace"
+)
+STEP_COLUMNS: Final = (
+    "run_id, key, status, attempt, idempotency_key, inputs, output, error, retryable, "
+    "started_at, finished_at, due_at, ord"
+)
+TRANSITION_COLUMNS: Final = "run_id, seq, at, kind, step, attempt, data"
+TIMER_COLUMNS: Final = "id, run_id, kind, due_at, step"
+AUDIT_COLUMNS: Final = (
+    "seq, at, kind, actor, run_id, alert_id, step, action, target, trace_id, body, prev, hash"
+)
+CHECKPOINT_COLUMNS: Final = "tree_size, at, key_id, line, frontier"
+AUDIT_HEAD: Final = "SELECT seq, hash FROM audit_head"
+
+_UPSERT_RUN: Final = _upsert("runs", RUN_COLUMNS, ["id"])
+_UPSERT_STEP: Final = _upsert("steps", STEP_COLUMNS, ["run_id", "key"])
+_INSERT_TRANSITION: Final = _insert("transitions", TRANSITION_COLUMNS)
+_UPSERT_TIMER: Final = _upsert("timers", TIMER_COLUMNS, ["id"])
+_DELETE_TIMERS: Final = "DELETE FROM timers WHERE id = ANY($1::text[])"
+_UPSERT_DEDUP: Final = _upsert(
+    "dedup", "playbook_id, key, run_id, expires_at", ["playbook_id", "key"]
+)
+_UPSERT_ALERT: Final = _upsert("alerts", "run_id, seq, alert", ["run_id", "seq"])
+_UPSERT_MARK: Final = _upsert("cron_marks", "playbook_id, mark", ["playbook_id"])
+_INSERT_AUDIT: Final = _insert("audit", AUDIT_COLUMNS)
+_INSERT_CHECKPOINT: Final = _insert("audit_checkpoints", CHECKPOINT_COLUMNS)
+# The row lock every appender queues on, held until its transaction ends.
+_LOCK_HEAD: Final = f"{AUDIT_HEAD} FOR UPDATE"
+_MOVE_HEAD: Final = "UPDATE audit_head SET seq = $1, hash = $2"
+
+
+class Committer:
+    """Commits groups of changes on one connection, opened (again) by `connect` when it has
+    none: each group in one transaction, or, when that fails, change by change under
+    savepoints. `commits` counts transactions committed and `changes` the changes in them."""
+
+    def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]]) -> None:
+        self._connect = connect
+        self._connection: asyncpg.Connection | None = None
+        self.commits = 0
+        self.changes = 0
+
+    async def commit(self, changes: list[rows.EncodedChange]) -> list[_Outcome]:
+        """Write `changes` durably; one outcome per change (None when written)."""
+        try:
+            connection = await self.connection()
+        except StoreError as exc:
+            return [exc] * len(changes)
+        retries = 0
+        while True:
+            try:
+                async with connection.transaction():
+                    await write(connection, changes)
+            except _FAILURES as exc:
+                if connection.is_closed():
+                    return [self._lost(exc)] * len(changes)
+                if isinstance(exc, asyncpg.TransactionRollbackError) and (
+                    retries < _DEADLOCK_RETRIES
+                ):
+                    retries += 1  # a deadlock or serialisation failure: the whole group again
+                    continue
+                if len(changes) == 1:
+                    return [store_error(exc)]
+                return await self._commit_each(connection, changes)
+            self.commits += 1
+            self.changes += len(changes)
+            return [None] * len(changes)
+
+    async def _commit_each(
+        self, connection: asyncpg.Connection, changes: list[rows.EncodedChange]
+    ) -> list[_Outcome]:
+        outcomes: list[_Outcome] = []
+        try:
+            async with connection.transaction():
+                for change in changes:
+                    try:
+                        async with connection.transaction():  # a savepoint
+                            await write(connection, [change])
+                    except _FAILURES as exc:
+                        if connection.is_closed():
+                            raise
+                        outcomes.append(store_error(exc))
+                    else:
+                        outcomes.append(None)
+        except _FAILURES as exc:
+            if connection.is_closed():
+                return [self._lost(exc)] * len(changes)
+            return [store_error(exc)] * len(changes)
+        self.commits += 1
+        self.changes += outcomes.count(None)
+        return outcomes
+
+    async def connection(self) -> asyncpg.Connection:
+        """The writing connection, opened anew when there is none or it was lost.
+
+        Raises:
+            StoreError: it cannot be opened.
+        """
+        if self._connection is None or self._connection.is_closed():
+            self._connection = None
+            self._connection = await self._connect()
+        return self._connection
+
+    def _lost(self, exc: BaseException) -> StoreError:
+        self._connection = None  # the next group opens a new one
+        return StoreError(
+            f"PostgreSQL: the connection was lost while writing ({exc}); "
+            "the change may or may not have been committed"
+        )
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+
+
+def store_error(exc: BaseException) -> StoreError:
+    """The StoreError for a failed write: ConflictError for a key already recorded (a
+    transition's (run_id, seq) or a checkpoint's tree size: every other table is an upsert)."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return ConflictError(f"already recorded: {exc} ({exc.constraint_name})")
+    return StoreError(f"PostgreSQL: {exc}")
+
+
+async def write(connection: asyncpg.Connection, changes: list[rows.EncodedChange]) -> None:
+    """Every row of `changes`, in their order: a later upsert of the same key wins. Inside a
+    transaction: the audit head stays locked until it ends."""
+    if len(changes) == 1:
+        change = changes[0]
+        runs, steps, transitions = change.runs, change.steps, change.transitions
+        dedup, alerts, marks = change.dedup, change.alerts, change.cron_marks
+    else:
+        runs = [r for c in changes for r in c.runs]
+        steps = [s for c in changes for s in c.steps]
+        transitions = [t for c in changes for t in c.transitions]
+        dedup = [d for c in changes for d in c.dedup]
+        alerts = [a for c in changes for a in c.alerts]
+        marks = [m for c in changes for m in c.cron_marks]
+    if runs:
+        await connection.executemany(_UPSERT_RUN, runs)
+    if steps:
+        await connection.executemany(_UPSERT_STEP, steps)
+    if transitions:
+        await connection.executemany(_INSERT_TRANSITION, transitions)
+    await _write_timers(connection, changes)
+    if dedup:
+        await connection.executemany(_UPSERT_DEDUP, dedup)
+    if alerts:
+        await connection.executemany(_UPSERT_ALERT, alerts)
+    if marks:
+        await connection.executemany(_UPSERT_MARK, marks)
+    events = [e for c in changes for e in c.audit]
+    if events:
+        await _append_audit(connection, events)
+    checkpoints = [c for change in changes for c in change.checkpoints]
+    if checkpoints:
+        await connection.executemany(_INSERT_CHECKPOINT, checkpoints)
+
+
+async def _append_audit(connection: asyncpg.Connection, events: list[rows.EventRow]) -> None:
+    """Seal `events` after the log's head and insert them, with the head row locked, so that
+    every writer (workers, a CLI command) appends to one chain: one total order, that of
+    commits. A second appender waits here for the first to commit, then reads its head (READ
+    COMMITTED re-reads a row it waited for). The lock is taken after the group's other rows, so
+    appenders queue for the append, not for whole groups."""
+    head = await connection.fetchrow(_LOCK_HEAD)
+    if head is None:
+        raise StoreError("PostgreSQL: the audit_head row is missing")
+    sealed = rows.sealed_rows(events, (head[0], head[1]))
+    await connection.executemany(_INSERT_AUDIT, sealed)
+    await connection.execute(_MOVE_HEAD, sealed[-1][0], sealed[-1][12])
+
+
+async def _write_timers(connection: asyncpg.Connection, changes: list[rows.EncodedChange]) -> None:
+    # The net effect of cancels and sets taken in order: each id ends deleted or set.
+    final: dict[str, rows.TimerRow | None] = {}
+    for change in changes:
+        for timer_id in change.cancel_timers:
+            final[timer_id] = None
+        for timer in change.timers:
+            final[timer[0]] = timer
+    if not final:
+        return
+    cancelled = [i for i, t in final.items() if t is None]
+    if cancelled:
+        await connection.execute(_DELETE_TIMERS, cancelled)
+    timers = [t for t in final.values() if t is not None]
+    if timers:
+        await connection.executemany(_UPSERT_TIMER, timers)
