@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from soar.connectors import ActionContext, ActionFailed, Connector, Registry
 from soar.connectors.core import core
 
-pytest_plugins = ["tests.kafka_broker", "tests.apache_kafka"]
+pytest_plugins = ["tests.kafka_broker", "tests.apache_kafka", "tests.postgres_server"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -20,14 +20,14 @@ from soar.models.audit import (
     AuditKind,
     StoredCheckpoint,
 )
-from soar.store import Change, SqliteStore, Store, open_store
+from soar.store import Change, SqliteStore, Store
+from tests.contract.backends import BACKENDS, open_backend
 from tests.contract.runs import T0, a_run, a_transition
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'soar.db'}"
-    async with open_store(url) as opened:
+    async with open_backend(request, tmp_path) as opened:
         yield opened
 
 

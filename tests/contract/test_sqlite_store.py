@@ -208,7 +208,7 @@ async def test_memory_url_opens_a_memory_store() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["postgres://localhost/soar", "sqlite://", "sqlite:///", "sqlite:///x.db?fsync=off", "soar.db"],
+    ["mysql://localhost/soar", "sqlite://", "sqlite:///", "sqlite:///x.db?fsync=off", "soar.db"],
     ids=["unknown-scheme", "no-path", "empty-path", "unknown-option", "bare-path"],
 )
 async def test_a_bad_store_url_is_a_config_error(url: str) -> None:
