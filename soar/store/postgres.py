@@ -161,8 +161,8 @@ class PostgresStore:
                 group.append(item)
             try:
                 outcomes = await self._committer.commit([p[0] for p in group])
-            except BaseException as exc:  # a bug or a cancel must not leave callers waiting
-                _settle(group, [StoreError(f"the writer failed: {exc!r}")] * len(group))
+            except BaseException as exc:  # cancelled: the callers must not wait forever
+                _settle(group, [StoreError(f"the writer stopped: {exc!r}")] * len(group))
                 raise
             _settle(group, outcomes)
 
@@ -297,10 +297,17 @@ class PostgresStore:
         self._closed = True
         self._queue.put_nowait(None)
         try:
-            await asyncio.shield(self._writer)
-        finally:
-            await self._committer.close()
+            await asyncio.wait([self._writer])
+        except BaseException:  # cancelled while the last groups were written: stop at once
+            self._writer.cancel()
+            self._committer.terminate()
+            self._reads.terminate()
+            raise
+        await self._committer.close()
+        try:
             await self._reads.close()
+        except _FAILURES:  # the server is gone: nothing to say goodbye to
+            self._reads.terminate()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -89,6 +89,16 @@ class Committer:
             connection = await self.connection()
         except StoreError as exc:
             return [exc] * len(changes)
+        try:
+            return await self._commit(connection, changes)
+        except Exception as exc:  # a bug here must neither leave callers waiting nor stop writes
+            self._connection = None
+            connection.terminate()  # in an unknown state: the next group opens a new one
+            return [StoreError(f"the writer failed: {exc!r}")] * len(changes)
+
+    async def _commit(
+        self, connection: asyncpg.Connection, changes: list[rows.EncodedChange]
+    ) -> list[_Outcome]:
         retries = 0
         while True:
             try:
@@ -152,9 +162,19 @@ class Committer:
         )
 
     async def close(self) -> None:
+        """Close the connection (the next `commit` would open another)."""
         connection, self._connection = self._connection, None
         if connection is not None:
-            await connection.close()
+            try:
+                await connection.close()
+            except _FAILURES:  # the server is gone: nothing to say goodbye to
+                connection.terminate()
+
+    def terminate(self) -> None:
+        """Drop the connection at once, whatever it is doing (its transaction rolls back)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.terminate()
 
 
 def store_error(exc: BaseException) -> StoreError:
