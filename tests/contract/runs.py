@@ -1,9 +1,11 @@
-"""Sample runs, steps and transitions for the store suites, with every field set."""
+"""Sample runs, steps, transitions and audit events for the store suites, with every field set."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
+from soar.models.audit import AuditEvent, AuditKind
 from soar.models.run import (
     Run,
     RunStatus,
@@ -50,3 +52,24 @@ def a_step(run_id: str = "run-1", key: str = "disable_account", *, attempt: int 
 
 def a_transition(run_id: str = "run-1", seq: int = 1) -> Transition:
     return Transition(run_id=run_id, seq=seq, at=T0, kind=TransitionKind.STEP_STARTED, step="s")
+
+
+def an_event(n: int, *, run_id: str | None = "run-1", actor: str = "engine") -> AuditEvent:
+    body = f'{{"actor":"{actor}","kind":"step.started","n":{n}}}'.encode()
+    return AuditEvent(
+        kind=AuditKind.STEP_STARTED,
+        time=T0 + timedelta(seconds=n),
+        actor=actor,
+        body=body,
+        run_id=run_id,
+        step=f"s{n}",
+        action="core.noop",
+        target=f"host-{n}",
+        trace_id="ab" * 16,
+    )
+
+
+def expected_hash(seq: int, prev: str, body: bytes) -> str:
+    """A record's hash, computed here independently of soar's own code."""
+    entry = b'{"body":' + body + b',"prev":"' + prev.encode() + b'","seq":' + str(seq).encode()
+    return hashlib.sha256(b"\x00" + entry + b"}").hexdigest()

@@ -4,7 +4,6 @@ the same transaction as the change they record."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -22,33 +21,13 @@ from soar.models.audit import (
 )
 from soar.store import Change, SqliteStore, Store
 from tests.contract.backends import BACKENDS, open_backend
-from tests.contract.runs import T0, a_run, a_transition
+from tests.contract.runs import T0, a_run, a_transition, an_event, expected_hash
 
 
 @pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     async with open_backend(request, tmp_path) as opened:
         yield opened
-
-
-def an_event(n: int, *, run_id: str | None = "run-1", actor: str = "engine") -> AuditEvent:
-    body = f'{{"actor":"{actor}","kind":"step.started","n":{n}}}'.encode()
-    return AuditEvent(
-        kind=AuditKind.STEP_STARTED,
-        time=T0 + timedelta(seconds=n),
-        actor=actor,
-        body=body,
-        run_id=run_id,
-        step=f"s{n}",
-        action="core.noop",
-        target=f"host-{n}",
-        trace_id="ab" * 16,
-    )
-
-
-def expected_hash(seq: int, prev: str, body: bytes) -> str:
-    entry = b'{"body":' + body + b',"prev":"' + prev.encode() + b'","seq":' + str(seq).encode()
-    return hashlib.sha256(b"\x00" + entry + b"}").hexdigest()
 
 
 async def test_an_empty_log_has_the_zero_head(store: Store) -> None:
