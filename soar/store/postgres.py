@@ -97,7 +97,7 @@ class PostgresStore:
         async def connect() -> asyncpg.Connection:
             try:
                 return await asyncpg.connect(dsn, timeout=connect_timeout)
-            except asyncpg.ClientConfigurationError as exc:
+            except (ValueError, OverflowError) as exc:  # asyncpg's reading of the DSN
                 raise ConfigError(f"store URL {where!r}: {exc}") from exc
             except (*_FAILURES, TimeoutError) as exc:
                 raise StoreError(f"{where}: cannot connect: {exc!r}") from exc

@@ -327,6 +327,22 @@ async def test_an_unreachable_server_is_a_store_error_without_the_password() -> 
 
 
 @pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://soar:s3cret@127.0.0.1:99999/soar",
+        "postgresql://soar:s3cret@[::1/soar",
+        "postgresql://soar:s3cret@127.0.0.1/soar?sslmode=sometimes",
+    ],
+    ids=["port-out-of-range", "bad-ipv6", "bad-sslmode"],
+)
+async def test_a_malformed_dsn_is_a_config_error_without_the_password(dsn: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        async with open_store(dsn):
+            pass
+    assert "s3cret" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
     ("options", "message"),
     [({"batch_limit": 0}, "batch_limit"), ({"read_connections": 0}, "read_connections")],
     ids=["batch-limit", "read-connections"],
