@@ -1,4 +1,5 @@
-"""Sample runs, steps, transitions and audit events for the store suites, with every field set."""
+"""Sample runs, steps, timers, transitions and audit events for the store suites, every field
+set."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from soar.models.run import (
     RunStatus,
     StepState,
     StepStatus,
+    Timer,
+    TimerKind,
     Transition,
     TransitionKind,
     TriggerKind,
@@ -48,6 +51,10 @@ def a_step(run_id: str = "run-1", key: str = "disable_account", *, attempt: int 
         idempotency_key=f"{run_id}/{key}/{attempt}",
         started_at=T0,
     )
+
+
+def a_timer(timer_id: str, due_at: datetime, run_id: str = "run-1") -> Timer:
+    return Timer(id=timer_id, run_id=run_id, kind=TimerKind.RETRY, due_at=due_at, step="s")
 
 
 def a_transition(run_id: str = "run-1", seq: int = 1) -> Transition:

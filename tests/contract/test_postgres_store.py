@@ -19,8 +19,15 @@ from soar.models.audit import ZERO_HASH, AuditRecord
 from soar.store import Change, MemoryStore, RunFilter, open_store
 from soar.store.postgres import PostgresStore
 from soar.store.postgres_migrations import MIGRATIONS, schema_version
-from tests.contract.runs import T0, a_run, a_step, a_transition, an_event, expected_hash
-from tests.contract.test_store import a_timer
+from tests.contract.runs import (
+    T0,
+    a_run,
+    a_step,
+    a_timer,
+    a_transition,
+    an_event,
+    expected_hash,
+)
 from tests.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.postgres

@@ -18,7 +18,6 @@ from soar.models.run import (
     RunStatus,
     StepState,
     StepStatus,
-    Timer,
     TimerKind,
     Transition,
     TransitionKind,
@@ -26,7 +25,7 @@ from soar.models.run import (
 )
 from soar.store import Change, RunFilter, Store
 from tests.contract.backends import BACKENDS, open_backend
-from tests.contract.runs import T0, a_run, a_step, a_transition
+from tests.contract.runs import T0, a_run, a_step, a_timer, a_transition
 
 CEST = timezone(timedelta(hours=2))
 
@@ -35,10 +34,6 @@ CEST = timezone(timedelta(hours=2))
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     async with open_backend(request, tmp_path) as opened:
         yield opened
-
-
-def a_timer(timer_id: str, due_at: datetime, run_id: str = "run-1") -> Timer:
-    return Timer(id=timer_id, run_id=run_id, kind=TimerKind.RETRY, due_at=due_at, step="s")
 
 
 async def test_a_run_round_trips_every_field(store: Store) -> None:
