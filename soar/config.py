@@ -123,7 +123,8 @@ class Settings(BaseSettings):
 
     playbooks: Path = Path("playbooks")
     store: str = Field(
-        default="sqlite:///soar.db", description="sqlite:///PATH, or memory:// (nothing kept)"
+        default="sqlite:///soar.db",
+        description="sqlite:///PATH, postgresql://USER:PASS@HOST/DB, or memory:// (nothing kept)",
     )
     ingest: IngestSettings = IngestSettings()
     kafka: KafkaSettings = KafkaSettings()
