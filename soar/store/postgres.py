@@ -24,14 +24,16 @@ from soar.store import rows
 from soar.store.base import Change, RunFilter, RunSnapshot
 from soar.store.postgres_migrations import migrate
 from soar.store.postgres_writer import (
-    AUDIT_COLUMNS,
     AUDIT_HEAD,
     CHECKPOINT_COLUMNS,
+    Committer,
+)
+from soar.store.rows import (
+    AUDIT_COLUMNS,
     RUN_COLUMNS,
     STEP_COLUMNS,
     TIMER_COLUMNS,
     TRANSITION_COLUMNS,
-    Committer,
 )
 
 _Pending: TypeAlias = tuple[rows.EncodedChange, asyncio.Future[None]]

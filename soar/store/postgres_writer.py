@@ -17,6 +17,13 @@ import asyncpg  # type: ignore[import-untyped]
 
 from soar.errors import ConflictError, StoreError
 from soar.store import rows
+from soar.store.rows import (
+    AUDIT_COLUMNS,
+    RUN_COLUMNS,
+    STEP_COLUMNS,
+    TIMER_COLUMNS,
+    TRANSITION_COLUMNS,
+)
 
 _Outcome = BaseException | None
 _DEADLOCK_RETRIES: Final = 3
@@ -39,19 +46,6 @@ def _insert(table: str, columns: str) -> str:
     return f"INSERT INTO {table} ({columns}) VALUES ({values})"  # noqa: S608 - fixed names
 
 
-RUN_COLUMNS: Final = (
-    "id, playbook_id, playbook_version, playbook_digest, status, trigger, created_at, "
-    "updated_at, alert, inputs, parent_run, parent_step, error, dry_run, trace"
-)
-STEP_COLUMNS: Final = (
-    "run_id, key, status, attempt, idempotency_key, inputs, output, error, retryable, "
-    "started_at, finished_at, due_at, ord"
-)
-TRANSITION_COLUMNS: Final = "run_id, seq, at, kind, step, attempt, data"
-TIMER_COLUMNS: Final = "id, run_id, kind, due_at, step"
-AUDIT_COLUMNS: Final = (
-    "seq, at, kind, actor, run_id, alert_id, step, action, target, trace_id, body, prev, hash"
-)
 CHECKPOINT_COLUMNS: Final = "tree_size, at, key_id, line, frontier"
 AUDIT_HEAD: Final = "SELECT seq, hash FROM audit_head"
 

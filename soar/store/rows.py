@@ -113,6 +113,22 @@ EventRow: TypeAlias = tuple[
 the body still bytes (the writer hashes those, then stores them as text)."""
 
 
+# The columns of each row tuple above, in order: what every backend writes them into.
+RUN_COLUMNS: Final = (
+    "id, playbook_id, playbook_version, playbook_digest, status, trigger, created_at, "
+    "updated_at, alert, inputs, parent_run, parent_step, error, dry_run, trace"
+)
+STEP_COLUMNS: Final = (
+    "run_id, key, status, attempt, idempotency_key, inputs, output, error, retryable, "
+    "started_at, finished_at, due_at, ord"
+)
+TRANSITION_COLUMNS: Final = "run_id, seq, at, kind, step, attempt, data"
+TIMER_COLUMNS: Final = "id, run_id, kind, due_at, step"
+AUDIT_COLUMNS: Final = (
+    "seq, at, kind, actor, run_id, alert_id, step, action, target, trace_id, body, prev, hash"
+)
+
+
 def to_micros(moment: datetime) -> int:
     """Microseconds since the epoch. Raises StoreError for a naive datetime (no time zone)."""
     if moment.tzinfo is None:

@@ -32,14 +32,16 @@ from soar.models.audit import ZERO_HASH, AuditFilter, AuditRecord, StoredCheckpo
 from soar.models.run import Run, RunStatus, Timer, Transition
 from soar.store import rows
 from soar.store.base import Change, RunFilter, RunSnapshot
-from soar.store.sqlite_writer import (
+from soar.store.rows import (
     AUDIT_COLUMNS,
-    AUDIT_HEAD,
     RUN_COLUMNS,
     STEP_COLUMNS,
-    STOP,
     TIMER_COLUMNS,
     TRANSITION_COLUMNS,
+)
+from soar.store.sqlite_writer import (
+    AUDIT_HEAD,
+    STOP,
     connect,
     receive,
     send,

@@ -34,6 +34,13 @@ from soar.errors import ConflictError, StoreError
 from soar.models.audit import ZERO_HASH
 from soar.store import rows
 from soar.store.migrations import migrate
+from soar.store.rows import (
+    AUDIT_COLUMNS,
+    RUN_COLUMNS,
+    STEP_COLUMNS,
+    TIMER_COLUMNS,
+    TRANSITION_COLUMNS,
+)
 
 _Head = tuple[int, str]
 """The audit log's last record: its seq and hash."""
@@ -50,19 +57,6 @@ def _upsert(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
     )
 
 
-RUN_COLUMNS: Final = (
-    "id, playbook_id, playbook_version, playbook_digest, status, trigger, created_at, "
-    "updated_at, alert, inputs, parent_run, parent_step, error, dry_run, trace"
-)
-STEP_COLUMNS: Final = (
-    "run_id, key, status, attempt, idempotency_key, inputs, output, error, retryable, "
-    "started_at, finished_at, due_at, ord"
-)
-TRANSITION_COLUMNS: Final = "run_id, seq, at, kind, step, attempt, data"
-TIMER_COLUMNS: Final = "id, run_id, kind, due_at, step"
-AUDIT_COLUMNS: Final = (
-    "seq, at, kind, actor, run_id, alert_id, step, action, target, trace_id, body, prev, hash"
-)
 AUDIT_HEAD: Final = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
 
 _UPSERT_RUN: Final = _upsert("runs", RUN_COLUMNS.split(", "), ["id"])
