@@ -26,11 +26,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 from aiokafka.client import AIOKafkaClient  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+
+from tests.servers import tail, unavailable
 
 KAFKA_VERSION = "4.4.0"
 SLF4J_VERSION = "2.0.17"
@@ -127,8 +128,8 @@ def fetch_libs() -> Path:
         except subprocess.TimeoutExpired as exc:
             raise KafkaUnavailable(f"mvn took over {FETCH_TIMEOUT:.0f}s to fetch Kafka") from exc
         if done.returncode != 0 or not any(fetched.glob(f"kafka_2.13-{KAFKA_VERSION}.jar")):
-            tail = _tail(done.stdout + done.stderr)
-            raise KafkaUnavailable(f"mvn could not fetch Kafka {KAFKA_VERSION}:\n{tail}")
+            output = tail(done.stdout + done.stderr)
+            raise KafkaUnavailable(f"mvn could not fetch Kafka {KAFKA_VERSION}:\n{output}")
         shutil.rmtree(libs, ignore_errors=True)
         fetched.rename(libs)
     stamp.write_text(COORDINATES + "\n")
@@ -228,7 +229,7 @@ class KraftNode:
         )
         (self.home / "format.log").write_text(done.stdout + done.stderr)
         if done.returncode != 0:
-            raise KafkaFailed(f"kafka storage format failed:\n{_tail(done.stdout + done.stderr)}")
+            raise KafkaFailed(f"kafka storage format failed:\n{tail(done.stdout + done.stderr)}")
 
     def start(self) -> None:
         """Start the JVM and wait until a metadata request succeeds.
@@ -253,13 +254,13 @@ class KraftNode:
             if self._process.poll() is not None:
                 code = self._process.returncode
                 self._process = None
-                raise KafkaFailed(f"Kafka exited with {code}:\n{_tail(self.log.read_text())}")
+                raise KafkaFailed(f"Kafka exited with {code}:\n{tail(self.log.read_text())}")
             if _metadata_answers(f"127.0.0.1:{self.port}"):
                 return
             time.sleep(0.2)
         self._kill()
         raise KafkaFailed(
-            f"Kafka not ready within {START_TIMEOUT:.0f}s:\n{_tail(self.log.read_text())}"
+            f"Kafka not ready within {START_TIMEOUT:.0f}s:\n{tail(self.log.read_text())}"
         )
 
     def stop(self) -> None:
@@ -353,16 +354,6 @@ def _metadata_answers(bootstrap: str) -> bool:
     return answer == [True]
 
 
-def _tail(text: str, lines: int = 40) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _unavailable(message: str) -> NoReturn:
-    if os.environ.get("SOAR_REQUIRE_SERVERS") == "1":
-        pytest.fail(f"SOAR_REQUIRE_SERVERS=1 but {message}", pytrace=False)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -372,7 +363,7 @@ def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKaf
     try:
         java, libs = java_binary(), fetch_libs()
     except KafkaUnavailable as exc:
-        _unavailable(str(exc))
+        unavailable(str(exc))
     node = KraftNode(java, libs, tmp_path_factory.mktemp("apache-kafka"))
     node.format()
     node.start()

