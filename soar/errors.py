@@ -104,6 +104,11 @@ class ConflictError(StoreError):
     """A lease is held elsewhere, or a transition was already recorded."""
 
 
+class LeaseLost(ConflictError):
+    """The write was fenced off: another worker holds the run now (it took the run over, or
+    recorded it first). Nothing of the change was written; this worker must stop driving it."""
+
+
 class ConnectorError(SoarError):
     """A connector or one of its actions failed."""
 

@@ -1,5 +1,13 @@
 """The engine of one worker: starts runs from alerts, schedules, events and people, resumes the
-unfinished ones after a restart, and routes approvals, aborts and later alerts to their runs."""
+unfinished ones after a restart, and routes approvals, aborts and later alerts to their runs.
+
+Many engines may share one store. Each run is driven by the engine that holds its lease: the
+engine that recorded it, or the one that took it over when its holder died. An engine is alive
+while its heartbeat (written every third of `lease_ttl`) has not expired; the runs of a dead one
+are claimed by the others, each claim raising the run's fencing token, and every write of a run
+carries the token its engine holds, so a worker that was presumed dead and comes back finds its
+writes refused (`LeaseLost`) and lets the run go. See docs/runs.md, "Many workers".
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,9 @@ import hashlib
 import logging
 import os
 import random
+import re
+import socket
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -26,7 +37,7 @@ from soar.engine.clock import Clock, SystemClock
 from soar.engine.evidence import ENGINE, Evidence
 from soar.engine.executor import RunExecutor
 from soar.engine.scope import jsonable, render
-from soar.errors import BadInputs, ConflictError, EvaluationError
+from soar.errors import BadInputs, ConflictError, EvaluationError, LeaseLost, StoreError
 from soar.models import Alert
 from soar.models.run import (
     AttachedAlert,
@@ -40,7 +51,7 @@ from soar.models.run import (
 )
 from soar.playbook.graph import StepNode
 from soar.playbook.validate import LoadedPlaybook
-from soar.store.base import Change, RunSnapshot, Store
+from soar.store.base import Change, Heartbeat, Lease, RunSnapshot, Store
 from soar.telemetry.metrics import NO_INSTRUMENTS, Instruments
 from soar.telemetry.tracing import (
     ALERT_ID,
@@ -56,6 +67,7 @@ from soar.telemetry.tracing import (
 
 _log = logging.getLogger("soar.engine")
 Observer = Callable[[RunExecutor, list[Transition]], None]
+_CLAIM_BATCH = 100
 
 
 class Engine:
@@ -76,7 +88,13 @@ class Engine:
         audit: bool = True,
         instruments: Instruments = NO_INSTRUMENTS,
         tracing: Tracing = NO_TRACING,
+        worker: str = "soar",
+        lease_ttl: float = 15.0,
     ) -> None:
+        """`worker` names this engine in leases and logs (its id adds host, pid and a random
+        part); a worker whose heartbeat is `lease_ttl` seconds old is dead to the others."""
+        if lease_ttl <= 0:
+            raise ValueError("lease_ttl must be positive")
         self.store = store
         self.registry = registry
         self.clock: Clock = clock or SystemClock()
@@ -101,6 +119,13 @@ class Engine:
         self._idle = asyncio.Event()
         self._idle.set()
         self.unresumable: dict[str, str] = {}
+        self.worker_id = worker_id(worker)
+        self.lease_ttl = lease_ttl
+        self._drivers: dict[str, asyncio.Task[object]] = {}
+        self._leases: asyncio.Task[None] | None = None
+        self._last_beat = 0.0
+        self.taken_over = 0
+        """Runs this engine took over from workers that died (or stopped)."""
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -119,19 +144,16 @@ class Engine:
         self._observers.append(observer)
 
     async def start(self, *, cron: bool = True) -> list[str]:
-        """Resume every unfinished run from the store; start the cron scheduler. Returns the
-        ids of the resumed runs."""
-        resumed = []
-        for run_id in await self.store.unfinished_runs():
-            snapshot = await self.store.load_run(run_id)
-            if snapshot is not None and run_id not in self.executors:
-                try:
-                    await self._spawn(snapshot)
-                except ConflictError as exc:  # its playbook version is not loaded here
-                    self.unresumable[run_id] = str(exc)
-                    _log.error("not resuming: %s", exc)
-                    continue
-                resumed.append(run_id)
+        """Announce this worker, take over every unfinished run nobody drives (all of them,
+        after a restart of the only worker), keep the leases, and start the cron scheduler.
+        Returns the ids of the runs taken over.
+
+        Raises:
+            StoreError: the store cannot be written.
+        """
+        await self._beat()
+        resumed = await self._take_over()
+        self._leases = asyncio.create_task(self._keep_leases(), name="soar-leases")
         if cron and any(p.playbook.trigger.cron for p in self.playbooks.values()):
             self._cron = asyncio.create_task(self._cron_loop(), name="soar-cron")
         return resumed
@@ -150,14 +172,31 @@ class Engine:
             raise ConflictError(f"no run {run_id}")
         if snapshot.run.status.is_terminal:
             raise ConflictError(f"run {run_id} has already {snapshot.run.status.value}")
-        return await self._spawn(snapshot)
+        token = (await self.store.held_runs(self.worker_id)).get(run_id)
+        if token is None:
+            now = self.clock.now()
+            orphans = dict(
+                await self.store.orphaned_runs(now, await self._gone_workers(now), 1_000_000)
+            )
+            if run_id not in orphans:
+                raise ConflictError(f"run {run_id} is being driven by another worker")
+            token = await self._claim(run_id, orphans[run_id])
+            if token is None:
+                raise ConflictError(f"run {run_id} was just taken by another worker")
+            snapshot = await self.store.load_run(run_id)
+            assert snapshot is not None  # noqa: S101 - runs are never deleted
+        return await self._spawn(snapshot, token=token)
 
     async def stop(self) -> None:
-        """Stop driving runs. Nothing is lost: every run resumes from the store next time."""
-        if self._cron is not None:
-            self._cron.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cron
+        """Stop driving runs, and give up their leases so that another worker (or this one,
+        started again) takes them over at once. Nothing is lost: every run resumes from the
+        store."""
+        for background in (self._cron, self._leases):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
+        self._cron = self._leases = None
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -165,6 +204,10 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.executors.clear()
+        try:
+            await self.store.apply(Change(forget_workers=[self.worker_id]))
+        except StoreError as exc:  # the others wait for the heartbeat to expire instead
+            _log.warning("could not give up this worker's leases: %s", exc)
 
     async def wait_idle(self) -> None:
         """Until no run is being driven (every run finished or the engine stopped)."""
@@ -239,7 +282,9 @@ class Engine:
             run_id=run_id,
             trace_parent=trace_parent,
         )
-        change = Change(runs=[run], transitions=[started])
+        change = Change(
+            runs=[run], transitions=[started], leases=[Lease(run.id, self.worker_id, 1, 0)]
+        )
         if not dry_run:
             self.instruments.run_started(loaded.playbook.id, loaded.playbook.version)
         event = self.evidence.run(run, TransitionKind.RUN_STARTED, started.at, None, started.data)
@@ -353,15 +398,18 @@ class Engine:
                 continue
             dedup = playbook.trigger.dedup
             if dedup is None:
-                touched.append(
-                    await self.start_run(
+                try:
+                    run_id = await self.start_run(
                         loaded,
                         alert=alert,
                         trigger=TriggerKind.ALERT,
                         trace_parent=ref,
                         run_id=run_id,
                     )
-                )
+                except LeaseLost:  # delivered to another worker too, which recorded it first
+                    if run_id is None:
+                        raise
+                touched.append(run_id)
                 continue
             key = str(
                 jsonable(
@@ -388,8 +436,8 @@ class Engine:
                 touched.append(joined)
             else:
                 expires = self.clock.now() + dedup.window
-                touched.append(
-                    await self.start_run(
+                try:
+                    run_id = await self.start_run(
                         loaded,
                         alert=alert,
                         trigger=TriggerKind.ALERT,
@@ -397,7 +445,10 @@ class Engine:
                         trace_parent=ref,
                         run_id=run_id,
                     )
-                )
+                except LeaseLost:  # delivered to another worker too, which recorded it first
+                    if run_id is None:
+                        raise
+                touched.append(run_id)
         return touched
 
     # -- people and later events --------------------------------------------------------------
@@ -541,6 +592,7 @@ class Engine:
                 transitions=transitions,
                 alerts=[replace(a, run_id=new_id) for a in snapshot.alerts],
                 audit=[e for e in events if e is not None],
+                leases=[Lease(new_id, self.worker_id, 1, 0)],
             )
         )
         await self._spawn(
@@ -643,15 +695,16 @@ class Engine:
                 if isinstance(parent.run.alert, dict)
                 else None
             )
-            await self.start_run(
-                loaded,
-                alert=alert,
-                inputs=inputs if isinstance(inputs, dict) else {},
-                trigger=TriggerKind.PLAYBOOK,
-                dry_run=parent.run.dry_run,
-                parent=(parent.run.id, key),
-                run_id=child_id,
-            )
+            with contextlib.suppress(LeaseLost):  # recorded by a worker that died since
+                await self.start_run(
+                    loaded,
+                    alert=alert,
+                    inputs=inputs if isinstance(inputs, dict) else {},
+                    trigger=TriggerKind.PLAYBOOK,
+                    dry_run=parent.run.dry_run,
+                    parent=(parent.run.id, key),
+                    run_id=child_id,
+                )
         child = await self._wait_child(child_id)
         outcome: dict[str, JsonValue] = {
             "run_id": child.id,
@@ -725,8 +778,133 @@ class Engine:
         for future in self._children.pop(run.id, []):
             if not future.done():
                 future.set_result(run)
-        for follow, _ in follow_ups:
+        for follow, _ in follow_ups:  # recorded with their leases in the run's last write
             await self._spawn(RunSnapshot(run=follow, steps={}, alerts=[], timers=[], last_seq=1))
+
+    # -- leases ------------------------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        """Tell the other workers this one is alive for another `lease_ttl`."""
+        until = self.clock.now() + timedelta(seconds=self.lease_ttl)
+        await self.store.apply(Change(heartbeats=[Heartbeat(self.worker_id, until)]))
+        self._last_beat = time.monotonic()
+
+    async def _gone_workers(self, now: datetime) -> list[str]:
+        """Other workers whose heartbeat expired, and those of this host whose process has
+        ended (so that a worker restarted here takes its predecessor's runs over at once)."""
+        return [
+            b.worker
+            for b in await self.store.workers()
+            if b.worker != self.worker_id and (b.expires_at <= now or not _may_be_alive(b.worker))
+        ]
+
+    async def _take_over(self) -> list[str]:
+        """Claim and drive every unfinished run nobody drives. Returns their ids."""
+        now = self.clock.now()
+        dead = await self._gone_workers(now)
+        taken: list[str] = []
+        skipped: set[str] = set()
+        while True:
+            orphans = await self.store.orphaned_runs(now, dead, _CLAIM_BATCH + len(skipped))
+            fresh = [
+                (r, t)
+                for r, t in orphans
+                if r not in self.executors and r not in self.unresumable and r not in skipped
+            ]
+            if not fresh:
+                break
+            for run_id, token in fresh:
+                held = await self._claim(run_id, token)
+                snapshot = None if held is None else await self.store.load_run(run_id)
+                if held is None or snapshot is None or snapshot.run.status.is_terminal:
+                    skipped.add(run_id)
+                    continue
+                try:
+                    await self._spawn(snapshot, token=held)
+                except ConflictError as exc:  # its playbook version is not loaded here
+                    self.unresumable[run_id] = str(exc)
+                    _log.error("not resuming: %s", exc)
+                    await self._release(run_id, held)
+                    continue
+                taken.append(run_id)
+            if len(orphans) < _CLAIM_BATCH + len(skipped):
+                break
+        if taken:
+            self.taken_over += len(taken)
+            _log.info("%s took over %d run(s)", self.worker_id, len(taken))
+        if dead:
+            with contextlib.suppress(StoreError):
+                await self.store.apply(Change(forget_workers=dead))
+        return taken
+
+    async def _claim(self, run_id: str, token: int) -> int | None:
+        """Take a run's lease from `token`; the new token, or None when another was faster."""
+        try:
+            await self.store.apply(Change(leases=[Lease(run_id, self.worker_id, token + 1, token)]))
+        except LeaseLost:
+            return None
+        return token + 1
+
+    async def _release(self, run_id: str, token: int) -> None:
+        with contextlib.suppress(StoreError):
+            await self.store.apply(Change(leases=[Lease(run_id, "", token, token)]))
+
+    async def _keep_leases(self) -> None:
+        """Beat, let go of runs taken over behind this engine's back, drive runs held here but
+        not driven (their driver failed on a store error), take over the runs of dead workers,
+        and wake parents whose sub-playbook ran on another worker."""
+        interval = self.lease_ttl / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._beat()
+                await self._check_held()
+                await self._take_over()
+                await self._wake_parents()
+            except StoreError as exc:
+                _log.warning("keeping leases: %s", exc)
+                if time.monotonic() - self._last_beat > self.lease_ttl:
+                    self._let_go()
+
+    async def _check_held(self) -> None:
+        settled = {
+            run_id: executor
+            for run_id, executor in self.executors.items()
+            if executor.created.done() and not executor.created.exception()
+        }
+        held = await self.store.held_runs(self.worker_id)
+        for run_id, executor in settled.items():
+            if held.get(run_id) != executor.token and not executor.run.status.is_terminal:
+                _log.warning("run %s was taken over by another worker; letting go", run_id)
+                self._stop_driving(run_id)
+        for run_id, token in held.items():
+            if run_id in self.executors or run_id in self.unresumable:
+                continue
+            snapshot = await self.store.load_run(run_id)
+            if snapshot is not None and not snapshot.run.status.is_terminal:
+                with contextlib.suppress(ConflictError):
+                    await self._spawn(snapshot, token=token)
+
+    def _let_go(self) -> None:
+        """This worker's heartbeat may have expired: others may be taking its runs over."""
+        if self.executors:
+            _log.error("%s cannot reach the store; letting go of its runs", self.worker_id)
+        for run_id in list(self.executors):
+            self._stop_driving(run_id)
+
+    def _stop_driving(self, run_id: str) -> None:
+        task = self._drivers.pop(run_id, None)
+        self.executors.pop(run_id, None)
+        if task is not None:
+            task.cancel()
+
+    async def _wake_parents(self) -> None:
+        for child_id in [c for c in self._children if c not in self.executors]:
+            snapshot = await self.store.load_run(child_id)
+            if snapshot is not None and snapshot.run.status.is_terminal:
+                for future in self._children.pop(child_id, []):
+                    if not future.done():
+                        future.set_result(snapshot.run)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -736,7 +914,10 @@ class Engine:
             raise ConflictError(f"run {run_id} is not active on this worker")
         return executor
 
-    async def _spawn(self, snapshot: RunSnapshot, *, creation: Change | None = None) -> RunExecutor:
+    async def _spawn(
+        self, snapshot: RunSnapshot, *, token: int = 1, creation: Change | None = None
+    ) -> RunExecutor:
+        """Drive a run this engine holds the lease of, with fencing token `token`."""
         loaded = self.versions.get(snapshot.run.playbook_digest)
         if loaded is None:  # never continue a run with another version than the one it began
             other = self.playbooks.get(snapshot.run.playbook_id)
@@ -749,11 +930,12 @@ class Engine:
             raise ConflictError(
                 f"run {snapshot.run.id}: playbook {snapshot.run.playbook_id} is not loaded"
             )
-        executor = RunExecutor(self, loaded, snapshot, creation=creation)
+        executor = RunExecutor(self, loaded, snapshot, token=token, creation=creation)
         self.executors[snapshot.run.id] = executor
         task: asyncio.Task[object] = asyncio.create_task(
             self._drive(executor), name=f"run-{snapshot.run.id}"
         )
+        self._drivers[snapshot.run.id] = task
         self._tasks.add(task)
         self._idle.clear()
         task.add_done_callback(self._task_done)
@@ -776,8 +958,15 @@ class Engine:
                 finished = await executor.drive()
                 span.set(OUTCOME, finished.status._value_)
                 return finished
+        except LeaseLost as exc:
+            _log.warning(
+                "run %s: another worker drives it now; letting go (%s)", executor.run.id, exc
+            )
+            return executor.run
         finally:
-            self.executors.pop(executor.run.id, None)
+            if self.executors.get(executor.run.id) is executor:
+                del self.executors[executor.run.id]
+                self._drivers.pop(executor.run.id, None)
 
     def _task_done(self, task: asyncio.Task[object]) -> None:
         self._tasks.discard(task)
@@ -808,12 +997,17 @@ class Engine:
             moment, loaded = min(due, key=lambda d: d[0])
             await self.clock.sleep_until(moment)
             marks[loaded.playbook.id] = moment
-            await self.start_run(
-                loaded,
-                trigger=TriggerKind.CRON,
-                inputs={"_scheduled_for": jsonable(moment)},
-                cron_mark=moment,
-            )
+            # every worker keeps the schedule; the fire's id is the same on each, so one
+            # records its run and the others' attempts are refused
+            fire = origin_run_id(f"cron:{moment.isoformat()}", loaded.playbook.id)
+            with contextlib.suppress(LeaseLost):
+                await self.start_run(
+                    loaded,
+                    trigger=TriggerKind.CRON,
+                    inputs={"_scheduled_for": jsonable(moment)},
+                    cron_mark=moment,
+                    run_id=fire,
+                )
 
 
 _INPUT_TYPES: dict[str, tuple[type, ...]] = {
@@ -893,6 +1087,29 @@ def _event_view(event: dict[str, JsonValue]) -> dict[str, object]:
         with contextlib.suppress(ValueError):
             view["severity"] = Severity.parse(severity)
     return view
+
+
+_HOST = socket.gethostname()
+_WORKER_ID = re.compile(r"@(?P<host>[^@]*):(?P<pid>[0-9]+):[0-9a-f]+\Z")
+
+
+def worker_id(name: str) -> str:
+    """A worker's id: its name, host and process, and a random part, new on every start."""
+    return f"{name}@{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _may_be_alive(worker: str) -> bool:
+    """False only for a worker of this host whose process has ended."""
+    match = _WORKER_ID.search(worker)
+    if match is None or match["host"] != _HOST:
+        return True
+    try:
+        os.kill(int(match["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process, say: it exists
+        return True
+    return True
 
 
 def origin_run_id(origin: str, playbook_id: str) -> str:

@@ -37,7 +37,7 @@ from soar.playbook.graph import Region, StepNode
 from soar.playbook.schema import ApprovalTimeout, EndStatus, WaitTimeout
 from soar.playbook.source import Path
 from soar.playbook.validate import LoadedPlaybook
-from soar.store.base import Change, RunSnapshot
+from soar.store.base import Change, Lease, RunSnapshot
 from soar.telemetry.tracing import TraceRef
 
 if TYPE_CHECKING:
@@ -82,9 +82,12 @@ class RunExecutor:
         loaded: LoadedPlaybook,
         snapshot: RunSnapshot,
         *,
+        token: int = 1,
         creation: Change | None = None,
     ) -> None:
         self.engine = engine
+        self.token = token
+        """The run's fencing token as leased to this engine: every write carries it."""
         self.loaded = loaded
         self.graph = loaded.graph
         self.run = snapshot.run
@@ -995,16 +998,23 @@ class RunExecutor:
         creation, self._creation = self._creation, None
         if held_steps:
             held_steps = _latest(held_steps)
+        fence = [(self.run.id, self.token)]
         if creation is None and run is None and not (also or alerts or dedup):  # a step write
             change = Change(
                 steps=[*held_steps, *steps] if held_steps else list(steps),
                 transitions=held + records if held else records,
                 audit=events,
+                fence=fence,
             )
         else:
             change = self._change(creation, held_steps, steps, held, records, alerts, run, also)
             change.dedup.extend(dedup)
             change.audit = [*(creation.audit if creation else []), *events]
+            change.fence = fence
+            worker = self.engine.worker_id
+            change.leases.extend(Lease(r.id, worker, 1, 0) for r, _ in also)
+            if run is not None and run.status.is_terminal:  # the run ends: nobody holds it
+                change.leases.append(Lease(self.run.id, "", self.token, self.token))
         try:
             await self.engine.store.apply(change)
         except BaseException as exc:
@@ -1071,6 +1081,7 @@ class RunExecutor:
             alerts=list(alerts),
             dedup=list(creation.dedup) if creation else [],
             cron_marks=creation.cron_marks if creation else {},
+            leases=list(creation.leases) if creation else [],
         )
 
     async def _set_run(

@@ -7,6 +7,7 @@ commit), but never acknowledge one before its commit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -21,6 +22,26 @@ from soar.models.run import (
     Timer,
     Transition,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Take a run's lease: written only if the run's fencing token is still `expect` (0 when
+    the run has no lease yet), in which case `owner` holds it now with `token`. `owner` ""
+    releases it (nobody holds it: any worker may claim it)."""
+
+    run_id: str
+    owner: str
+    token: int
+    expect: int
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A worker is alive until `expires_at`; the leases it holds are its runs until then."""
+
+    worker: str
+    expires_at: datetime
 
 
 @dataclass(slots=True)
@@ -39,6 +60,14 @@ class Change:
     cron_marks: dict[str, datetime] = field(default_factory=dict)
     audit: list[AuditEvent] = field(default_factory=list)
     checkpoints: list[StoredCheckpoint] = field(default_factory=list)
+    leases: list[Lease] = field(default_factory=list)
+    """Leases taken (new runs, take-overs): checked and written before anything else."""
+    fence: list[tuple[str, int]] = field(default_factory=list)
+    """(run id, token) pairs the writer holds: if any run's token is another now, the whole
+    change fails with LeaseLost and nothing of it is written."""
+    heartbeats: list[Heartbeat] = field(default_factory=list)
+    forget_workers: list[str] = field(default_factory=list)
+    """Workers that are gone: their leases are up for anyone to claim at once."""
 
     def is_empty(self) -> bool:
         return not (
@@ -52,6 +81,10 @@ class Change:
             or self.cron_marks
             or self.audit
             or self.checkpoints
+            or self.leases
+            or self.fence
+            or self.heartbeats
+            or self.forget_workers
         )
 
 
@@ -121,6 +154,19 @@ class Store(Protocol):
 
     async def checkpoints(self, *, after_size: int = 0) -> list[StoredCheckpoint]:
         """Signed checkpoints with a tree size above `after_size`, smallest first."""
+
+    async def workers(self) -> list[Heartbeat]:
+        """Every worker's last heartbeat (workers forgotten since are not listed)."""
+
+    async def orphaned_runs(
+        self, now: datetime, dead: Sequence[str], limit: int
+    ) -> list[tuple[str, int]]:
+        """Unfinished runs nobody is driving, oldest first, with their fencing tokens: runs
+        with no lease or a released one, or whose holder's heartbeat expired by `now`, is
+        forgotten, or is in `dead` (found dead otherwise). At most `limit`."""
+
+    async def held_runs(self, worker: str) -> dict[str, int]:
+        """The runs `worker` holds the lease of, with their tokens."""
 
     async def close(self) -> None:
         """Finish pending writes and release the backend."""

@@ -6,13 +6,14 @@ and it checks a whole change before it writes any of it. Nothing survives the pr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from soar.errors import ConflictError, StoreError
 from soar.models.audit import ZERO_HASH, AuditFilter, AuditRecord, StoredCheckpoint, seal
 from soar.models.run import Run, RunStatus, Timer, Transition
 from soar.store import rows
-from soar.store.base import Change, RunFilter, RunSnapshot
+from soar.store.base import Change, Heartbeat, RunFilter, RunSnapshot
 
 _TERMINAL = frozenset(s.value for s in RunStatus if s.is_terminal)
 
@@ -30,17 +31,28 @@ class MemoryStore:
         self._marks: dict[str, int] = {}
         self._audit: list[AuditRecord] = []
         self._checkpoints: dict[int, rows.CheckpointRow] = {}
+        self._leases: dict[str, tuple[str, int]] = {}
+        self._workers: dict[str, int] = {}
         self._closed = False
 
     async def apply(self, change: Change) -> None:
         """Write `change` whole, or nothing of it.
 
         Raises:
+            LeaseLost: a lease or fence that does not hold (see `Change.leases`).
             ConflictError: a transition's (run_id, seq) is already recorded or repeats in `change`.
             StoreError: a value the store cannot hold (naive datetime, non-JSON), or closed.
         """
         self._check_open()
         encoded = rows.encode(change)
+        taken: list[rows.LeaseRow] = []
+        if encoded.leases or encoded.fence:
+            current = {
+                r: self._leases[r][1]
+                for r in rows.lease_runs(encoded.leases, encoded.fence)
+                if r in self._leases
+            }
+            taken = rows.settle_leases(current, encoded.leases, encoded.fence)
         seen: set[tuple[str, int]] = set()
         for row in encoded.transitions:
             key = (row[0], row[1])
@@ -50,6 +62,12 @@ class MemoryStore:
         for checkpoint in encoded.checkpoints:
             if checkpoint[0] in self._checkpoints:
                 raise ConflictError(f"a checkpoint at tree size {checkpoint[0]} already exists")
+        for run_id, owner, token, _ in taken:
+            self._leases[run_id] = (owner, token)
+        for worker, expires in encoded.heartbeats:
+            self._workers[worker] = expires
+        for worker in encoded.forget_workers:
+            self._workers.pop(worker, None)
         for run in encoded.runs:
             self._runs[run[0]] = run
         for step in encoded.steps:
@@ -171,6 +189,31 @@ class MemoryStore:
             for size in sorted(self._checkpoints)
             if size > after_size
         ]
+
+    async def workers(self) -> list[Heartbeat]:
+        self._check_open()
+        return [Heartbeat(w, rows.from_micros(e)) for w, e in sorted(self._workers.items())]
+
+    async def orphaned_runs(
+        self, now: datetime, dead: Sequence[str], limit: int
+    ) -> list[tuple[str, int]]:
+        self._check_open()
+        cutoff, gone = rows.to_micros(now), set(dead)
+        found = []
+        for run in sorted(self._runs.values(), key=lambda r: (r[6], r[0])):
+            if run[4] in _TERMINAL:
+                continue
+            owner, token = self._leases.get(run[0], ("", 0))
+            expires = self._workers.get(owner)
+            if not owner or expires is None or expires <= cutoff or owner in gone:
+                found.append((run[0], token))
+                if len(found) >= limit:
+                    break
+        return found
+
+    async def held_runs(self, worker: str) -> dict[str, int]:
+        self._check_open()
+        return {r: t for r, (owner, t) in self._leases.items() if owner == worker}
 
     async def close(self) -> None:
         self._closed = True

@@ -136,7 +136,26 @@ _AUDIT: Final = (
     """,
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_RUNS, _AUDIT)
+_LEASES: Final = (
+    # Who drives each run, and the fencing token every write of it must carry. A run's row
+    # stays when it ends (released: owner ''), so that its id can never be leased anew.
+    """
+    CREATE TABLE leases (
+        run_id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        token INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX leases_owner ON leases (owner) WHERE owner <> ''",
+    """
+    CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_RUNS, _AUDIT, _LEASES)
 """Migration i (1-based) brings a database from user_version i-1 to i."""
 
 

@@ -11,6 +11,7 @@ command) may share one database: their audit records make one chain, in commit o
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Final, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
@@ -21,7 +22,7 @@ from soar.errors import ConfigError, StoreError
 from soar.models.audit import AuditFilter, AuditRecord, StoredCheckpoint
 from soar.models.run import Run, RunStatus, Timer, Transition
 from soar.store import rows
-from soar.store.base import Change, RunFilter, RunSnapshot
+from soar.store.base import Change, Heartbeat, RunFilter, RunSnapshot
 from soar.store.postgres_migrations import migrate
 from soar.store.postgres_writer import (
     AUDIT_HEAD,
@@ -43,6 +44,16 @@ _FAILURES: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 _UNFINISHED: Final = "status NOT IN ({})".format(
     ", ".join(f"'{s.value}'" for s in RunStatus if s.is_terminal)
 )
+
+_ORPHANS: Final = (
+    "SELECT r.id, coalesce(l.token, 0) FROM runs AS r "  # noqa: S608 - fixed text
+    "LEFT JOIN leases AS l ON l.run_id = r.id "
+    "LEFT JOIN workers AS w ON w.id = l.owner "
+    f"WHERE r.{_UNFINISHED} AND (l.owner IS NULL OR l.owner = '' OR w.id IS NULL "
+    "OR w.expires_at <= $1 OR l.owner = ANY($2::text[])) "
+    "ORDER BY r.created_at, r.id LIMIT $3"
+)
+"""Unfinished runs nobody drives: unleased, released, or held by a worker that is gone."""
 
 
 class PostgresStore:
@@ -291,6 +302,22 @@ class PostgresStore:
         return [rows.checkpoint_from(r) for r in await self._fetch(sql, after_size)]
 
     # -- lifetime ------------------------------------------------------------------------
+
+    # -- leases --------------------------------------------------------------------------
+
+    async def workers(self) -> list[Heartbeat]:
+        found = await self._fetch("SELECT id, expires_at FROM workers ORDER BY id")
+        return [Heartbeat(r[0], rows.from_micros(r[1])) for r in found]
+
+    async def orphaned_runs(
+        self, now: datetime, dead: Sequence[str], limit: int
+    ) -> list[tuple[str, int]]:
+        found = await self._fetch(_ORPHANS, rows.to_micros(now), list(dead), max(limit, 0))
+        return [(r[0], int(r[1])) for r in found]
+
+    async def held_runs(self, worker: str) -> dict[str, int]:
+        sql = "SELECT run_id, token FROM leases WHERE owner = $1 AND owner <> ''"
+        return {r[0]: int(r[1]) for r in await self._fetch(sql, worker)}
 
     async def close(self) -> None:
         """Write every change already queued, then close the connections. Idempotent."""

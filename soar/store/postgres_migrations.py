@@ -151,7 +151,26 @@ _SCHEMA: Final = (
     """,
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA,)
+_LEASES: Final = (
+    # Who drives each run, and the fencing token every write of it must carry. A run's row
+    # stays when it ends (released: owner ''), so that its id can never be leased anew.
+    """
+    CREATE TABLE leases (
+        run_id text PRIMARY KEY,
+        owner text NOT NULL,
+        token bigint NOT NULL
+    )
+    """,
+    "CREATE INDEX leases_owner ON leases (owner) WHERE owner <> ''",
+    """
+    CREATE TABLE workers (
+        id text PRIMARY KEY,
+        expires_at bigint NOT NULL
+    )
+    """,
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA, _LEASES)
 """Migration i (1-based) brings a database from schema version i-1 to i."""
 
 _VERSION_TABLE: Final = """

@@ -15,7 +15,7 @@ from typing import Final
 
 import asyncpg  # type: ignore[import-untyped]
 
-from soar.errors import ConflictError, StoreError
+from soar.errors import ConflictError, LeaseLost, StoreError
 from soar.store import rows
 from soar.store.rows import (
     AUDIT_COLUMNS,
@@ -61,6 +61,15 @@ _UPSERT_ALERT: Final = _upsert("alerts", "run_id, seq, alert", ["run_id", "seq"]
 _UPSERT_MARK: Final = _upsert("cron_marks", "playbook_id, mark", ["playbook_id"])
 _INSERT_AUDIT: Final = _insert("audit", AUDIT_COLUMNS)
 _INSERT_CHECKPOINT: Final = _insert("audit_checkpoints", CHECKPOINT_COLUMNS)
+# Locks the leases a group checks (in one order, so that two groups cannot deadlock on them):
+# a take-over then waits for the holder's write in flight, and reads the run after it.
+_LOCK_LEASES: Final = (
+    "SELECT run_id, token FROM leases WHERE run_id = ANY($1::text[]) ORDER BY run_id FOR UPDATE"
+)
+_UPSERT_LEASE: Final = _upsert("leases", "run_id, owner, token", ["run_id"])
+_INSERT_LEASE: Final = _insert("leases", "run_id, owner, token")
+_UPSERT_WORKER: Final = _upsert("workers", "id, expires_at", ["id"])
+_DELETE_WORKERS: Final = "DELETE FROM workers WHERE id = ANY($1::text[])"
 # The row lock every appender queues on, held until its transaction ends.
 _LOCK_HEAD: Final = f"{AUDIT_HEAD} FOR UPDATE"
 _MOVE_HEAD: Final = "UPDATE audit_head SET seq = $1, hash = $2"
@@ -176,6 +185,8 @@ def store_error(exc: BaseException) -> StoreError:
     transition's (run_id, seq) or a checkpoint's tree size: every other table is an upsert)."""
     if isinstance(exc, StoreError):
         return exc
+    if isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == "leases_pkey":
+        return LeaseLost(f"a run was leased by another worker at the same moment: {exc}")
     if isinstance(exc, asyncpg.UniqueViolationError):
         return ConflictError(f"already recorded: {exc} ({exc.constraint_name})")
     return StoreError(f"PostgreSQL: {exc}")
@@ -195,6 +206,7 @@ async def write(connection: asyncpg.Connection, changes: list[rows.EncodedChange
         dedup = [d for c in changes for d in c.dedup]
         alerts = [a for c in changes for a in c.alerts]
         marks = [m for c in changes for m in c.cron_marks]
+    await _write_leases(connection, changes)
     if runs:
         await connection.executemany(_UPSERT_RUN, runs)
     if steps:
@@ -228,6 +240,35 @@ async def _append_audit(connection: asyncpg.Connection, events: list[rows.EventR
     sealed = rows.sealed_rows(events, (head[0], head[1]))
     await connection.executemany(_INSERT_AUDIT, sealed)
     await connection.execute(_MOVE_HEAD, sealed[-1][0], sealed[-1][12])
+
+
+async def _write_leases(connection: asyncpg.Connection, changes: list[rows.EncodedChange]) -> None:
+    """Check the changes' fences and take their leases, before any of their rows is written,
+    with the leases' rows locked until the transaction ends.
+
+    Raises:
+        LeaseLost: a lease or fence that does not hold.
+    """
+    leases = [x for c in changes for x in c.leases]
+    fence = [f for c in changes for f in c.fence]
+    if leases or fence:
+        found = await connection.fetch(_LOCK_LEASES, rows.lease_runs(leases, fence))
+        current = {r[0]: int(r[1]) for r in found}
+        taken = rows.settle_leases(current, leases, fence)
+        # a new run's lease is inserted, never upserted: of two workers recording the same
+        # run at once (neither saw a row to lock), the second fails on the key, not overwrites
+        new = [x[:3] for x in taken if x[3] == 0 and x[0] not in current]
+        moved = [x[:3] for x in taken if not (x[3] == 0 and x[0] not in current)]
+        if new:
+            await connection.executemany(_INSERT_LEASE, new)
+        if moved:
+            await connection.executemany(_UPSERT_LEASE, moved)
+    beats = [h for c in changes for h in c.heartbeats]
+    if beats:
+        await connection.executemany(_UPSERT_WORKER, beats)
+    gone = [w for c in changes for w in c.forget_workers]
+    if gone:
+        await connection.execute(_DELETE_WORKERS, gone)
 
 
 async def _write_timers(connection: asyncpg.Connection, changes: list[rows.EncodedChange]) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias
 
 import orjson
 
-from soar.errors import StoreError
+from soar.errors import LeaseLost, StoreError
 from soar.models.audit import AuditEvent, AuditKind, AuditRecord, StoredCheckpoint, leaf_hash
 from soar.models.run import (
     AttachedAlert,
@@ -106,6 +106,10 @@ AuditRow: TypeAlias = tuple[
     str,
 ]
 CheckpointRow: TypeAlias = tuple[int, int, str, str, str]
+LeaseRow: TypeAlias = tuple[str, str, int, int]
+"""A lease to take: run id, owner, token, and the token it must replace (0: none yet)."""
+FenceRow: TypeAlias = tuple[str, int]
+HeartbeatRow: TypeAlias = tuple[str, int]
 EventRow: TypeAlias = tuple[
     int, str, str, str | None, str | None, str | None, str | None, str | None, str | None, bytes
 ]
@@ -408,6 +412,10 @@ class EncodedChange(NamedTuple):
     audit: Sequence[EventRow] = ()
     """Sealed by the backend inside the write transaction, where the log's head is known."""
     checkpoints: Sequence[CheckpointRow] = ()
+    leases: Sequence[LeaseRow] = ()
+    fence: Sequence[FenceRow] = ()
+    heartbeats: Sequence[HeartbeatRow] = ()
+    forget_workers: Sequence[str] = ()
 
 
 def encode(change: Change) -> EncodedChange:
@@ -425,4 +433,45 @@ def encode(change: Change) -> EncodedChange:
         [(p, to_micros(m)) for p, m in change.cron_marks.items()] if change.cron_marks else (),
         [event_row(e) for e in change.audit] if change.audit else (),
         [checkpoint_row(c) for c in change.checkpoints] if change.checkpoints else (),
+        [(x.run_id, x.owner, x.token, x.expect) for x in change.leases] if change.leases else (),
+        change.fence[:] if change.fence else (),
+        [(h.worker, to_micros(h.expires_at)) for h in change.heartbeats]
+        if change.heartbeats
+        else (),
+        change.forget_workers[:] if change.forget_workers else (),
     )
+
+
+def lease_runs(leases: Sequence[LeaseRow], fence: Sequence[FenceRow]) -> list[str]:
+    """The runs whose current tokens `settle_leases` needs, each once."""
+    return list(dict.fromkeys([*(x[0] for x in leases), *(f[0] for f in fence)]))
+
+
+def settle_leases(
+    current: Mapping[str, int], leases: Sequence[LeaseRow], fence: Sequence[FenceRow]
+) -> list[LeaseRow]:
+    """The lease rows to write, given each run's `current` token (a run without a lease has
+    none): every lease taken in order, then every fence checked against the result.
+
+    Raises:
+        LeaseLost: a lease whose run's token is not the one it expects, or a fence whose run's
+            token is another (the change must then write nothing).
+    """
+    tokens = dict(current)
+    written: dict[str, LeaseRow] = {}
+    for lease in leases:
+        run_id, _, token, expect = lease
+        found = tokens.get(run_id, 0)
+        if found != expect:
+            if expect == 0:
+                raise LeaseLost(f"run {run_id} is already recorded and leased")
+            raise LeaseLost(f"run {run_id} was taken over (token {found}, not {expect})")
+        tokens[run_id] = token
+        written[run_id] = lease
+    for run_id, token in fence:
+        found = tokens.get(run_id, 0)
+        if found != token:
+            raise LeaseLost(
+                f"run {run_id} is held by another worker now (token {found}, not {token})"
+            )
+    return list(written.values())

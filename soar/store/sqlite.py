@@ -21,7 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +31,7 @@ from soar.errors import ConfigError, StoreError
 from soar.models.audit import ZERO_HASH, AuditFilter, AuditRecord, StoredCheckpoint
 from soar.models.run import Run, RunStatus, Timer, Transition
 from soar.store import rows
-from soar.store.base import Change, RunFilter, RunSnapshot
+from soar.store.base import Change, Heartbeat, RunFilter, RunSnapshot
 from soar.store.rows import (
     AUDIT_COLUMNS,
     RUN_COLUMNS,
@@ -68,6 +68,16 @@ _AUDIT_COLUMNS: Final = AUDIT_COLUMNS
 _UNFINISHED: Final = "status NOT IN ({})".format(
     ", ".join(f"'{s.value}'" for s in RunStatus if s.is_terminal)
 )
+
+_ORPHANS: Final = (
+    "SELECT r.id, coalesce(l.token, 0) FROM runs AS r "  # noqa: S608 - fixed text
+    "LEFT JOIN leases AS l ON l.run_id = r.id "
+    "LEFT JOIN workers AS w ON w.id = l.owner "
+    f"WHERE r.{_UNFINISHED} AND (l.owner IS NULL OR l.owner = '' OR w.id IS NULL "
+    "OR w.expires_at <= ? OR l.owner IN (SELECT value FROM json_each(?))) "
+    "ORDER BY r.created_at, r.id LIMIT ?"
+)
+"""Unfinished runs nobody drives: unleased, released, or held by a worker that is gone."""
 
 
 class SqliteStore:
@@ -301,6 +311,24 @@ class SqliteStore:
         return await self._read(
             lambda c: [rows.checkpoint_from(r) for r in c.execute(sql, (after_size,))]
         )
+
+    # -- leases --------------------------------------------------------------------------
+
+    async def workers(self) -> list[Heartbeat]:
+        sql = "SELECT id, expires_at FROM workers ORDER BY id"
+        return await self._read(
+            lambda c: [Heartbeat(w, rows.from_micros(e)) for w, e in c.execute(sql)]
+        )
+
+    async def orphaned_runs(
+        self, now: datetime, dead: Sequence[str], limit: int
+    ) -> list[tuple[str, int]]:
+        params = (rows.to_micros(now), rows.to_json(list(dead)), max(limit, 0))
+        return await self._read(lambda c: [(r, int(t)) for r, t in c.execute(_ORPHANS, params)])
+
+    async def held_runs(self, worker: str) -> dict[str, int]:
+        sql = "SELECT run_id, token FROM leases WHERE owner = ? AND owner <> ''"
+        return await self._read(lambda c: {r: int(t) for r, t in c.execute(sql, (worker,))})
 
     # -- lifetime ------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ import sys
 from collections.abc import Sequence
 from typing import IO, Final
 
-from soar.errors import ConflictError, StoreError
+from soar.errors import ConflictError, LeaseLost, StoreError
 from soar.models.audit import ZERO_HASH
 from soar.store import rows
 from soar.store.migrations import migrate
@@ -72,6 +72,9 @@ _UPSERT_DEDUP: Final = _upsert(
 _UPSERT_ALERT: Final = _upsert("alerts", ["run_id", "seq", "alert"], ["run_id", "seq"])
 _UPSERT_MARK: Final = _upsert("cron_marks", ["playbook_id", "mark"], ["playbook_id"])
 _INSERT_AUDIT: Final = f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({', '.join('?' * 13)})"  # noqa: S608
+_UPSERT_LEASE: Final = _upsert("leases", ["run_id", "owner", "token"], ["run_id"])
+_UPSERT_WORKER: Final = _upsert("workers", ["id", "expires_at"], ["id"])
+_DELETE_WORKER: Final = "DELETE FROM workers WHERE id = ?"
 _INSERT_CHECKPOINT: Final = (
     "INSERT INTO audit_checkpoints (tree_size, at, key_id, line, frontier) VALUES (?, ?, ?, ?, ?)"
 )
@@ -129,7 +132,7 @@ class Committer:
             connection.execute("BEGIN IMMEDIATE")
             head = _write(connection, changes, head)
             connection.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, LeaseLost) as exc:
             _rollback(connection)
             if len(changes) == 1:
                 return [store_error(exc)]
@@ -149,7 +152,7 @@ class Committer:
                 connection.execute("SAVEPOINT change")
                 try:
                     written = _write(connection, [change], head)
-                except sqlite3.Error as exc:
+                except (sqlite3.Error, LeaseLost) as exc:
                     connection.execute("ROLLBACK TO change")
                     outcomes.append(store_error(exc))
                 else:
@@ -166,7 +169,9 @@ class Committer:
         return outcomes
 
 
-def store_error(exc: sqlite3.Error) -> StoreError:
+def store_error(exc: sqlite3.Error | StoreError) -> StoreError:
+    if isinstance(exc, StoreError):
+        return exc
     if (
         isinstance(exc, sqlite3.IntegrityError)
         and exc.sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
@@ -214,6 +219,7 @@ def _write(
         dedup = [d for c in changes for d in c.dedup]
         alerts = [a for c in changes for a in c.alerts]
         marks = [m for c in changes for m in c.cron_marks]
+    _write_leases(connection, changes)
     if runs:
         _many(connection, _UPSERT_RUN, runs)
     if steps:
@@ -260,6 +266,34 @@ def _append_audit(
 def _read_head(connection: sqlite3.Connection) -> _Head:
     row = connection.execute(AUDIT_HEAD).fetchone()
     return (0, ZERO_HASH) if row is None else (row[0], row[1])
+
+
+def _write_leases(connection: sqlite3.Connection, changes: list[rows.EncodedChange]) -> None:
+    """Check the changes' fences and take their leases, before any of their rows is written.
+
+    Raises:
+        LeaseLost: a lease or fence that does not hold.
+    """
+    leases = [x for c in changes for x in c.leases]
+    fence = [f for c in changes for f in c.fence]
+    if leases or fence:
+        wanted = rows.lease_runs(leases, fence)
+        current: dict[str, int] = {}
+        for start in range(0, len(wanted), _MAX_VARIABLES):
+            chunk = wanted[start : start + _MAX_VARIABLES]
+            sql = (
+                f"SELECT run_id, token FROM leases WHERE run_id IN ({', '.join('?' * len(chunk))})"  # noqa: S608
+            )
+            current.update(connection.execute(sql, chunk).fetchall())
+        taken = rows.settle_leases(current, leases, fence)
+        if taken:
+            _many(connection, _UPSERT_LEASE, [x[:3] for x in taken])
+    beats = [h for c in changes for h in c.heartbeats]
+    if beats:
+        _many(connection, _UPSERT_WORKER, beats)
+    gone = [(w,) for c in changes for w in c.forget_workers]
+    if gone:
+        connection.executemany(_DELETE_WORKER, gone)
 
 
 def _write_timers(connection: sqlite3.Connection, changes: list[rows.EncodedChange]) -> None:
