@@ -123,6 +123,7 @@ class Engine:
         self.lease_ttl = lease_ttl
         self._drivers: dict[str, asyncio.Task[object]] = {}
         self._leases: asyncio.Task[None] | None = None
+        self._taking_over = False
         self._last_beat = 0.0
         self.taken_over = 0
         """Runs this engine took over from workers that died (or stopped)."""
@@ -151,9 +152,9 @@ class Engine:
         Raises:
             StoreError: the store cannot be written.
         """
-        await self._beat()
+        self._taking_over = True
+        await self._ensure_alive()
         resumed = await self._take_over()
-        self._leases = asyncio.create_task(self._keep_leases(), name="soar-leases")
         if cron and any(p.playbook.trigger.cron for p in self.playbooks.values()):
             self._cron = asyncio.create_task(self._cron_loop(), name="soar-cron")
         return resumed
@@ -172,6 +173,7 @@ class Engine:
             raise ConflictError(f"no run {run_id}")
         if snapshot.run.status.is_terminal:
             raise ConflictError(f"run {run_id} has already {snapshot.run.status.value}")
+        await self._ensure_alive()
         token = (await self.store.held_runs(self.worker_id)).get(run_id)
         if token is None:
             now = self.clock.now()
@@ -197,6 +199,7 @@ class Engine:
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
         self._cron = self._leases = None
+        self._taking_over = False
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -272,6 +275,7 @@ class Engine:
         trace_parent: TraceRef | None = None,
     ) -> RunExecutor:
         loaded = self.playbooks[playbook] if isinstance(playbook, str) else playbook
+        await self._ensure_alive()
         run, started = self._new_run(
             loaded,
             alert=alert,
@@ -545,6 +549,7 @@ class Engine:
         if from_step is None or from_step not in graph.nodes:
             raise ConflictError(f"{from_step!r} is not a step of playbook {old.playbook_id}")
         keep = graph.before(graph.nodes[from_step])
+        await self._ensure_alive()
         now = self.clock.now()
         new_id = self._new_id()
         run = replace(
@@ -783,6 +788,14 @@ class Engine:
 
     # -- leases ------------------------------------------------------------------------------
 
+    async def _ensure_alive(self) -> None:
+        """Beat, and keep beating, before this engine first holds a run: an engine used without
+        `start` (one run from the command line) must not look dead to the workers beside it.
+        Only a started engine takes other workers' runs over."""
+        if self._leases is None:
+            await self._beat()
+            self._leases = asyncio.create_task(self._keep_leases(), name="soar-leases")
+
     async def _beat(self) -> None:
         """Tell the other workers this one is alive for another `lease_ttl`."""
         until = self.clock.now() + timedelta(seconds=self.lease_ttl)
@@ -859,7 +872,8 @@ class Engine:
             try:
                 await self._beat()
                 await self._check_held()
-                await self._take_over()
+                if self._taking_over:
+                    await self._take_over()
                 await self._wake_parents()
             except StoreError as exc:
                 _log.warning("keeping leases: %s", exc)
