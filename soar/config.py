@@ -126,6 +126,18 @@ class Settings(BaseSettings):
         default="sqlite:///soar.db",
         description="sqlite:///PATH, postgresql://USER:PASS@HOST/DB, or memory:// (nothing kept)",
     )
+    worker_name: str = Field(
+        default="soar",
+        min_length=1,
+        pattern=r"^[^@\s]+$",
+        description="this worker's name in run leases and logs (host and pid are added)",
+    )
+    lease_ttl: float = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description="seconds without a heartbeat after which a worker's runs are taken over",
+    )
     ingest: IngestSettings = IngestSettings()
     kafka: KafkaSettings = KafkaSettings()
     audit: AuditSettings = AuditSettings()

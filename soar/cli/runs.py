@@ -139,6 +139,8 @@ async def configured_engine() -> AsyncIterator[Engine]:
             directory=settings.directory,
             connector_settings=settings.connectors,
             audit=settings.audit.enabled,
+            worker=f"{settings.worker_name}-cli",
+            lease_ttl=settings.lease_ttl,
         )
         checkpointer = optional_checkpointer(settings, store)
         try:

@@ -68,6 +68,8 @@ async def _work(settings: Settings) -> None:
             audit=settings.audit.enabled,
             tracing=tracing,
             instruments=metrics.instruments,
+            worker=settings.worker_name,
+            lease_ttl=settings.lease_ttl,
         )
         checkpointer = optional_checkpointer(settings, store)
         if checkpointer is not None:
@@ -77,8 +79,8 @@ async def _work(settings: Settings) -> None:
             _log.info("metrics on http://%s:%d/metrics", telemetry.metrics_host, port)
         resumed = await engine.start()
         _log.info(
-            "worker %s: %d playbook(s), %d run(s) resumed, reading %s in group %s",
-            settings.kafka.client_id,
+            "worker %s: %d playbook(s), %d run(s) taken over, reading %s in group %s",
+            engine.worker_id,
             len(loaded),
             len(resumed),
             ", ".join(settings.kafka.topics),
