@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +103,14 @@ class PostgresServer:
     """The DSN of its maintenance database (`postgres`)."""
     log: Path | None = None
     """The server's log file, when the suite started the server."""
+    restarter: Callable[[], None] | None = None
+
+    def restart(self) -> None:
+        """Stop the server (a fast shutdown: sessions are cut) and start it again on the same
+        port and data, as an operator's restart does. Only for a server the suite started."""
+        if self.restarter is None:
+            raise PostgresUnavailable("SOAR_TEST_POSTGRES names a server the suite cannot restart")
+        self.restarter()
 
     def dsn(self, database: str) -> str:
         """The DSN of `database` on this server."""
@@ -175,9 +183,13 @@ class Cluster:
         if done.returncode != 0:
             raise PostgresFailed(f"initdb failed:\n{tail(done.stdout + done.stderr)}")
 
-    def start(self) -> None:
+    def restart(self) -> None:
+        self.stop()
+        self.start(port=self.port)
+
+    def start(self, port: int | None = None) -> None:
         for _ in range(3):  # a free port may be taken between finding it and binding it
-            self.port = _free_port()
+            self.port = port or _free_port()
             command = [
                 str(self.binaries / "postgres"),
                 "-D",
@@ -288,7 +300,9 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
         cluster.init()
         cluster.start()
         yield PostgresServer(
-            admin_dsn=f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres", log=cluster.log
+            admin_dsn=f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres",
+            log=cluster.log,
+            restarter=cluster.restart,
         )
     finally:
         cluster.stop()

@@ -275,6 +275,10 @@ class Engine:
         trace_parent: TraceRef | None = None,
     ) -> RunExecutor:
         loaded = self.playbooks[playbook] if isinstance(playbook, str) else playbook
+        existing = None if run_id is None else self.executors.get(run_id)
+        if existing is not None:  # the same delivery, again, while its run is being recorded
+            await asyncio.shield(existing.created)
+            return existing
         await self._ensure_alive()
         run, started = self._new_run(
             loaded,
@@ -944,6 +948,8 @@ class Engine:
             raise ConflictError(
                 f"run {snapshot.run.id}: playbook {snapshot.run.playbook_id} is not loaded"
             )
+        if snapshot.run.id in self.executors:  # one driver per run per engine, always
+            raise ConflictError(f"run {snapshot.run.id} is already being driven here")
         executor = RunExecutor(self, loaded, snapshot, token=token, creation=creation)
         self.executors[snapshot.run.id] = executor
         task: asyncio.Task[object] = asyncio.create_task(

@@ -257,6 +257,8 @@ async def _write_leases(connection: asyncpg.Connection, changes: list[rows.Encod
         taken = rows.settle_leases(current, leases, fence)
         # a new run's lease is inserted, never upserted: of two workers recording the same
         # run at once (neither saw a row to lock), the second fails on the key, not overwrites
+        # (in run-id order, as the locks above: two groups never wait on each other crosswise)
+        taken.sort()
         new = [x[:3] for x in taken if x[3] == 0 and x[0] not in current]
         moved = [x[:3] for x in taken if not (x[3] == 0 and x[0] not in current)]
         if new:
