@@ -128,6 +128,14 @@ class Committer:
         outcomes: list[_Outcome] = []
         try:
             async with connection.transaction():
+                # every lease row of the group first, as a group commit locks them: else one
+                # change's audit append (the head locked) precedes the next one's lease locks,
+                # and two workers' groups can wait on each other crosswise
+                fenced = rows.lease_runs(
+                    [x for c in changes for x in c.leases], [f for c in changes for f in c.fence]
+                )
+                if fenced:
+                    await connection.fetch(_LOCK_LEASES, fenced)
                 for change in changes:
                     try:
                         async with connection.transaction():  # a savepoint
