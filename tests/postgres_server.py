@@ -1,6 +1,7 @@
 """A real PostgreSQL server for the suite: a throwaway cluster (initdb, then `postgres` in the
 foreground) in a private temporary directory, on a free loopback port, started once per
-session and removed at its end. docs/test-servers.md has the recipe.
+session and removed at its end (`soar.store.postgres_cluster`, which `soar bench ingest` uses
+too, with durable settings). docs/test-servers.md has the recipe.
 
 Registered for the whole suite in tests/conftest.py (`pytest_plugins`). Tests that use it are
 marked `postgres`; each gets a database of its own (`postgres_dsn`, or
@@ -13,31 +14,35 @@ allowed to CREATE DATABASE) the fixture uses that server instead of starting one
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from tests.servers import tail, unavailable
+from soar.store.postgres_cluster import (
+    PostgresCluster,
+    PostgresFailed,
+    PostgresUnavailable,
+    bin_dir,
+)
+from tests.servers import unavailable
 
-PG_MAJOR = "15"
-START_TIMEOUT = 30.0  # seconds until pg_isready answers; ~0.2 s on an idle 2-core box
+__all__ = [
+    "PostgresFailed",
+    "PostgresServer",
+    "PostgresUnavailable",
+    "bin_dir",
+    "postgres_dsn",
+    "postgres_server",
+]
+
 SHM = "/dev/shm"  # noqa: S108 - the cluster gets a private directory in it (mkdtemp)
 SHM_NEEDED = 1 << 30  # bytes free in /dev/shm to put the cluster there (it takes ~100 MB)
-STOP_TIMEOUT = 30.0  # seconds for a fast shutdown (SIGINT) before SIGKILL
 # Nothing here needs to survive a crash of the machine: skip every flush to disk.
 SERVER_OPTIONS = (
     "-c",
@@ -49,50 +54,6 @@ SERVER_OPTIONS = (
     "-c",
     "max_connections=200",
 )
-
-
-class _Credentials(TypedDict):
-    """Whom `subprocess` runs the server's programs as (None: this process's user)."""
-
-    user: int | None
-    group: int | None
-    extra_groups: list[int] | None
-
-
-class PostgresUnavailable(Exception):
-    """The server binaries (or, as root, the postgres user) are missing."""
-
-
-class PostgresFailed(Exception):
-    """The binaries are there but the cluster did not initialise, start or stop in time."""
-
-
-def bin_dir() -> Path:
-    """Where initdb and postgres are: SOAR_PG_BIN, else Debian's PostgreSQL 15, else the newest
-    /usr/lib/postgresql/*/bin, else the directory of an `initdb` on PATH.
-
-    Raises:
-        PostgresUnavailable: none of them has both binaries.
-    """
-    candidates: list[Path] = []
-    if override := os.environ.get("SOAR_PG_BIN"):
-        candidates.append(Path(override))
-    candidates.append(Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin"))
-    installed = Path("/usr/lib/postgresql").glob("*/bin")
-    candidates.extend(sorted(installed, key=lambda p: _major(p.parent.name), reverse=True))
-    if on_path := shutil.which("initdb"):
-        candidates.append(Path(on_path).parent)
-    for candidate in candidates:
-        if all((candidate / name).is_file() for name in ("initdb", "postgres", "pg_isready")):
-            return candidate
-    raise PostgresUnavailable(
-        f"PostgreSQL server binaries not found (set SOAR_PG_BIN or run .ci/install-postgres); "
-        f"looked in {', '.join(str(c) for c in candidates)}"
-    )
-
-
-def _major(name: str) -> int:
-    return int(name) if name.isdigit() else 0
 
 
 @dataclass(frozen=True)
@@ -146,143 +107,14 @@ class PostgresServer:
             await self.drop_database(dsn)
 
 
-class Cluster:
-    """One throwaway cluster: initdb in a private directory, `postgres` in the foreground."""
-
-    def __init__(self, binaries: Path, log: Path) -> None:
-        self.binaries = binaries
-        self.log = log
-        self.port = 0
-        # The server refuses to run as root: it runs as the postgres user, in a directory that
-        # user owns (the test session's temporary directories are root's, mode 700).
-        self.account = _server_account()
-        self.home = Path(tempfile.mkdtemp(prefix="soar-pg-", dir=_scratch_dir()))
-        if self.account is not None:
-            os.chown(self.home, self.account.pw_uid, self.account.pw_gid)
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log_file: IO[bytes] | None = None
-
-    def init(self) -> None:
-        command = [
-            str(self.binaries / "initdb"),
-            "-D",
-            str(self.home / "data"),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--locale=C.UTF-8",
-            "--no-sync",
-            "--no-instructions",
-        ]
-        done = subprocess.run(  # noqa: S603 - fixed arguments
-            command, capture_output=True, text=True, timeout=120, **self._as_server_user()
-        )
-        if done.returncode != 0:
-            raise PostgresFailed(f"initdb failed:\n{tail(done.stdout + done.stderr)}")
-
-    def restart(self) -> None:
-        self.stop()
-        self.start(port=self.port)
-
-    def start(self, port: int | None = None) -> None:
-        for _ in range(3):  # a free port may be taken between finding it and binding it
-            self.port = port or _free_port()
-            command = [
-                str(self.binaries / "postgres"),
-                "-D",
-                str(self.home / "data"),
-                "-p",
-                str(self.port),
-                "-k",
-                str(self.home),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                *SERVER_OPTIONS,
-            ]
-            self._log_file = self.log.open("ab")
-            self._process = subprocess.Popen(  # noqa: S603 - fixed arguments
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a ^C reaches pytest, which stops the server itself
-                **self._as_server_user(),
-            )
-            if self._wait_ready():
-                return
-            self.stop()
-        raise PostgresFailed(f"postgres did not start:\n{tail(self.log.read_text())}")
-
-    def _wait_ready(self) -> bool:
-        assert self._process is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                return False
-            probe = [str(self.binaries / "pg_isready"), "-q", "-h", "127.0.0.1"]
-            probe += ["-p", str(self.port), "-U", "postgres", "-d", "postgres", "-t", "2"]
-            if subprocess.run(probe, check=False, timeout=10).returncode == 0:  # noqa: S603
-                return True
-            time.sleep(0.05)
-        return False
-
-    def stop(self) -> None:
-        """A fast shutdown (SIGINT: open sessions are ended), SIGKILL if it hangs."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-
-    def remove(self) -> None:
-        shutil.rmtree(self.home, ignore_errors=True)
-
-    def _as_server_user(self) -> _Credentials:
-        if self.account is None:
-            return {"user": None, "group": None, "extra_groups": None}
-        return {"user": self.account.pw_uid, "group": self.account.pw_gid, "extra_groups": []}
-
-
-def _server_account() -> pwd.struct_passwd | None:
-    """The account the server runs as: None (this one) unless this is root, then postgres.
-
-    Raises:
-        PostgresUnavailable: running as root and there is no postgres user.
-    """
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam("postgres")
-    except KeyError as exc:
-        raise PostgresUnavailable(
-            "running as root and there is no postgres user to run the server as"
-        ) from exc
-
-
-def _scratch_dir() -> str | None:
+def _scratch_dir() -> Path | None:
     """Where the cluster lives: /dev/shm when it has room (memory: CREATE DATABASE takes ~15 ms
     there and ~250 ms on this disk), else the default temporary directory."""
     try:
         shm = os.statvfs(SHM)
     except OSError:
         return None
-    return SHM if shm.f_bavail * shm.f_frsize >= SHM_NEEDED else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return Path(SHM) if shm.f_bavail * shm.f_frsize >= SHM_NEEDED else None
 
 
 @pytest.fixture(scope="session")
@@ -292,15 +124,18 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
         yield PostgresServer(admin_dsn=external)
         return
     try:
-        binaries = bin_dir()
-        cluster = Cluster(binaries, tmp_path_factory.mktemp("postgres") / "server.log")
+        cluster = PostgresCluster(
+            parent=_scratch_dir(),
+            log=tmp_path_factory.mktemp("postgres") / "server.log",
+            options=SERVER_OPTIONS,
+        )
     except PostgresUnavailable as exc:
         unavailable(str(exc))
     try:
         cluster.init()
         cluster.start()
         yield PostgresServer(
-            admin_dsn=f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres",
+            admin_dsn=cluster.admin_dsn,
             log=cluster.log,
             restarter=cluster.restart,
         )

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import statistics
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +14,17 @@ import click
 
 from soar.engine.audit_benchmark import AuditFigures, measure_audit
 from soar.engine.benchmark import EngineFigures, measure, scratch_dir
+from soar.errors import SoarError
 from soar.ingest.benchmark import IngestFigures, measure_ingest
 from soar.ingest.embedded_broker import start_broker, stop_broker, tansu_binary
 from soar.store import MemoryStore, open_store
+from soar.store.postgres_cluster import (
+    PostgresFailed,
+    PostgresUnavailable,
+    server_settings,
+    throwaway_cluster,
+    throwaway_schema,
+)
 from soar.store.probe import RawLimits, raw_sqlite_limits
 
 
@@ -234,17 +242,38 @@ def audit_command(records: int, directory: Path | None, as_json: bool) -> None:
 )
 @click.option(
     "--backend",
-    type=click.Choice(["sqlite", "memory"]),
+    type=click.Choice(["sqlite", "memory", "postgres"]),
     default="sqlite",
     show_default=True,
     help="The store the runs are recorded in.",
+)
+@click.option(
+    "--dsn",
+    envvar="SOAR_BENCH_POSTGRES_DSN",
+    default=None,
+    help="With --backend postgres: the database to use (each measurement makes a schema of "
+    "its own in it and drops it after; the role needs CREATE on the database). Default: a "
+    "throwaway local cluster with PostgreSQL's durable defaults, in --dir, removed after.",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes in one consumer group (more than one needs --backend postgres).",
+)
+@click.option(
+    "--compare",
+    is_flag=True,
+    help="Measure one worker first, then --workers, each on a fresh topic and store, and "
+    "print the scaling ratio.",
 )
 @click.option(
     "--dir",
     "directory",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="Where the store file goes (default: the current directory's disk).",
+    help="Where the store file or throwaway cluster goes (default: the current directory).",
 )
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the figures.")
 def ingest_command(
@@ -252,45 +281,173 @@ def ingest_command(
     latency_alerts: int,
     bootstrap: str | None,
     backend: str,
+    dsn: str | None,
+    workers: int,
+    compare: bool,
     directory: Path | None,
     as_json: bool,
 ) -> None:
-    """Alerts through Kafka and one worker into runs of a four-step playbook."""
-    with scratch_dir(directory) as scratch, _broker(bootstrap, Path(scratch)) as address:
-        url = "memory://" if backend == "memory" else f"sqlite:///{scratch}/ingest.db"
+    """Alerts through Kafka and N worker processes into runs of a four-step playbook."""
+    context = click.get_current_context()
+    if backend != "postgres":
+        if context.get_parameter_source("dsn") is click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError("--dsn goes with --backend postgres")
+        dsn = None
+        if workers > 1:
+            raise click.UsageError(
+                "SQLite has one writer: --workers N > 1 needs --backend postgres"
+                if backend == "sqlite"
+                else "a memory store is one process's own: --workers N > 1 needs --backend postgres"
+            )
+    if compare and workers == 1:
+        raise click.UsageError("--compare measures 1 worker beside --workers N: give N > 1")
+    counts = [1, workers] if compare else [workers]
+    with (
+        scratch_dir(directory) as scratch,
+        _broker(bootstrap, Path(scratch)) as address,
+        _postgres(backend, dsn, directory or Path.cwd(), workers) as server,
+    ):
 
-        async def run() -> IngestFigures:
-            async with open_store(url) as store:
-                return await measure_ingest(
-                    address, store, alerts=alerts, latency_alerts=latency_alerts
-                )
+        async def run() -> tuple[list[IngestFigures], dict[str, str]]:
+            results = []
+            for number, count in enumerate(counts):
+                async with _fresh_store(
+                    backend, server, Path(scratch) / f"ingest{number}.db"
+                ) as url:
+                    results.append(
+                        await measure_ingest(
+                            address,
+                            url,
+                            scratch=Path(scratch),
+                            alerts=alerts,
+                            workers=count,
+                            partitions=2 * workers,
+                            latency_alerts=latency_alerts,
+                        )
+                    )
+            settings = await server_settings(server.dsn) if server is not None else {}
+            return results, settings
 
-        f = asyncio.run(run())
-    click.echo(f"{f.alerts:,} alerts through one worker, {backend} store, 4-step playbook")
-    click.echo(f"end to end:               {f.alerts_per_s:>10,.0f} alerts/s (backlog)")
+        try:
+            results, settings = asyncio.run(run())
+        except (SoarError, RuntimeError) as exc:  # a worker's failure says what and where
+            raise click.ClickException(str(exc)) from exc
+    for f in results:
+        _echo_ingest(f, backend)
+    if server is not None:
+        where = f"throwaway cluster in {server.home}, removed" if server.home else "--dsn"
+        shown = ", ".join(f"{k}={v}" for k, v in settings.items() if k != "server_version")
+        click.echo(f"PostgreSQL {settings.get('server_version', '?')} ({where}): {shown}")
+    scaling = results[-1].alerts_per_s / results[0].alerts_per_s if compare else None
+    if scaling is not None:
+        click.echo(
+            f"scaling: {workers} workers take in {scaling:.2f} x one worker's alerts/s "
+            f"({results[-1].alerts_per_s:,.0f} against {results[0].alerts_per_s:,.0f})"
+        )
+    if as_json:
+        line = {"scenario": "ingest", "backend": backend, **_ingest_json(results[-1])}
+        if scaling is not None:
+            line["scaling"] = round(scaling, 3)
+            line["one_worker"] = _ingest_json(results[0])
+        if server is not None:
+            line["postgres"] = {"cluster": "throwaway" if server.home else "dsn", **settings}
+        click.echo(json.dumps(line))
+
+
+def _echo_ingest(f: IngestFigures, backend: str) -> None:
+    processes = "1 worker process" if f.workers == 1 else f"{f.workers} worker processes"
+    click.echo(
+        f"{f.alerts:,} alerts, {processes} in one consumer group ({f.partitions} partitions), "
+        f"{backend} store, 4-step playbook"
+    )
+    click.echo(
+        f"end to end:               {f.alerts_per_s:>10,.0f} alerts/s (first sent to last run)"
+    )
+    if f.workers > 1:
+        click.echo(f"runs per worker:          {' + '.join(f'{n:,}' for n in f.per_worker):>10}")
     click.echo(f"raw consume, same broker: {f.raw_consume_per_s:>10,.0f} messages/s")
     click.echo(f"ratio:                    {f.alerts_per_s / f.raw_consume_per_s:>10.4f}")
     click.echo(
         f"alert in to first action: p50 {f.p50_ms:.1f} ms, p99 {f.p99_ms:.1f} ms "
         f"({f.latency_alerts} alerts at {f.latency_rate_per_s:.0f}/s)"
     )
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "scenario": "ingest",
-                    "backend": backend,
-                    "workers": 1,
-                    "alerts": f.alerts,
-                    "alerts_per_s": round(f.alerts_per_s, 1),
-                    "raw_consume_per_s": round(f.raw_consume_per_s, 1),
-                    "ratio": round(f.alerts_per_s / f.raw_consume_per_s, 3),
-                    "p50_ms": round(f.p50_ms, 3),
-                    "p99_ms": round(f.p99_ms, 3),
-                    "latency_alerts": f.latency_alerts,
-                }
-            )
-        )
+    once = "each once" if f.runs_recorded == f.alerts_recorded == f.runs_expected else "NOT once"
+    commits = (
+        f"; {f.changes_per_commit:.1f} changes per commit"
+        if f.changes_per_commit is not None
+        else ""
+    )
+    click.echo(
+        f"in the store:             {f.runs_recorded:,} runs of {f.alerts_recorded:,} alerts "
+        f"({f.runs_expected:,} sent: {once}), {f.runs_completed:,} completed{commits}\n"
+    )
+
+
+def _ingest_json(f: IngestFigures) -> dict[str, object]:
+    return {
+        "workers": f.workers,
+        "partitions": f.partitions,
+        "alerts": f.alerts,
+        "alerts_per_s": round(f.alerts_per_s, 1),
+        "per_worker": list(f.per_worker),
+        "raw_consume_per_s": round(f.raw_consume_per_s, 1),
+        "ratio": round(f.alerts_per_s / f.raw_consume_per_s, 4),
+        "p50_ms": round(f.p50_ms, 3),
+        "p99_ms": round(f.p99_ms, 3),
+        "latency_alerts": f.latency_alerts,
+        "runs_expected": f.runs_expected,
+        "runs_recorded": f.runs_recorded,
+        "alerts_recorded": f.alerts_recorded,
+        "runs_completed": f.runs_completed,
+        "changes_per_commit": None
+        if f.changes_per_commit is None
+        else round(f.changes_per_commit, 2),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Server:
+    dsn: str
+    home: Path | None
+    """The throwaway cluster's directory; None for a server of the user's (--dsn)."""
+
+
+@contextlib.contextmanager
+def _postgres(
+    backend: str, dsn: str | None, parent: Path, workers: int
+) -> Iterator[_Server | None]:
+    """The PostgreSQL server to measure on: --dsn's, or a throwaway cluster (durable defaults;
+    enough connections for the workers, 2 to 5 each)."""
+    if backend != "postgres":
+        yield None
+        return
+    if dsn is not None:
+        yield _Server(dsn, None)
+        return
+    options = ("-c", f"max_connections={6 * workers + 20}") if 6 * workers + 20 > 100 else ()
+    try:
+        cluster = throwaway_cluster(parent=parent, options=options)
+        with cluster as started:
+            yield _Server(started.admin_dsn, started.home)
+    except PostgresUnavailable as exc:
+        raise click.ClickException(
+            f"no throwaway PostgreSQL cluster: {exc}; or pass --dsn (SOAR_BENCH_POSTGRES_DSN) "
+            "to measure on a server of yours"
+        ) from exc
+    except PostgresFailed as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@contextlib.asynccontextmanager
+async def _fresh_store(backend: str, server: _Server | None, path: Path) -> AsyncIterator[str]:
+    """A store URL no measurement has used: a new SQLite file, a new schema, or memory."""
+    if backend == "memory":
+        yield "memory://"
+    elif server is None:
+        yield f"sqlite:///{path}"
+    else:
+        async with throwaway_schema(server.dsn) as url:
+            yield url
 
 
 @contextlib.contextmanager
