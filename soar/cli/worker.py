@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import click
 
@@ -12,13 +15,16 @@ from soar.cli.auditing import optional_checkpointer, tracing_for
 from soar.config import Settings, load_settings
 from soar.connectors.registry import load_registry
 from soar.engine import Engine
-from soar.errors import ConfigError
+from soar.errors import ConfigError, StoreError
 from soar.ingest.worker import Worker
 from soar.playbook.catalog import find_playbook_files, validate_files
 from soar.store import open_store
 from soar.telemetry.metrics import MetricsSettings, configure_metrics
 
 _log = logging.getLogger("soar.ingest")
+_T = TypeVar("_T")
+_FIRST_DELAY_S = 0.5
+_MAX_DELAY_S = 15.0
 
 
 @click.command("worker")
@@ -58,7 +64,13 @@ async def _work(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with open_store(settings.store) as store:
+    async with contextlib.AsyncExitStack() as stack:
+        # a worker started while its database is still coming up waits for it
+        store = await until_up(
+            "the store", lambda: stack.enter_async_context(open_store(settings.store)), stop
+        )
+        if store is None:
+            return
         engine = Engine(
             store,
             registry,
@@ -77,18 +89,19 @@ async def _work(settings: Settings) -> None:
         port = metrics.serve()
         if port is not None:
             _log.info("metrics on http://%s:%d/metrics", telemetry.metrics_host, port)
-        resumed = await engine.start()
-        _log.info(
-            "worker %s: %d playbook(s), %d run(s) taken over, reading %s in group %s",
-            engine.worker_id,
-            len(loaded),
-            len(resumed),
-            ", ".join(settings.kafka.topics),
-            settings.kafka.group,
-        )
         worker = Worker(engine, settings.kafka, settings.ingest)
         try:
-            await worker.run(stop)
+            resumed = await until_up("the store", engine.start, stop)
+            if resumed is not None:
+                _log.info(
+                    "worker %s: %d playbook(s), %d run(s) taken over, reading %s in group %s",
+                    engine.worker_id,
+                    len(loaded),
+                    len(resumed),
+                    ", ".join(settings.kafka.topics),
+                    settings.kafka.group,
+                )
+                await worker.run(stop)
         finally:
             await engine.stop()
             if checkpointer is not None:
@@ -100,3 +113,20 @@ async def _work(settings: Settings) -> None:
         worker.consumed,
         worker.dead_lettered,
     )
+
+
+async def until_up(
+    what: str, attempt: Callable[[], Awaitable[_T]], stop: asyncio.Event
+) -> _T | None:
+    """`attempt()`'s result, trying again with backoff while it fails with StoreError; None
+    once `stop` is set first."""
+    delay = _FIRST_DELAY_S
+    while not stop.is_set():
+        try:
+            return await attempt()
+        except StoreError as exc:
+            _log.warning("%s is not available (%s); trying again in %.1f s", what, exc, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, _MAX_DELAY_S)
+    return None

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import sys
 import time
@@ -124,3 +125,49 @@ async def test_the_worker_takes_alerts_in_and_stops_cleanly_on_sigterm(
     assert await committed_offsets(kafka_broker.bootstrap, group, topic) == await end_offsets(
         kafka_broker.bootstrap, topic
     )
+
+
+async def test_a_worker_waits_for_its_database_to_come_up(tmp_path: Path) -> None:
+    """Started before PostgreSQL (a reboot, a rolling restart), the worker waits and retries
+    instead of exiting; SIGTERM still stops it cleanly."""
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    (playbooks / "note.playbook.yaml").write_text(PLAYBOOK)
+    with socket.socket() as probe:  # a port nothing listens on: the database is not up yet
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SOAR_STORE": f"postgresql://soar:canary-db-secret@127.0.0.1:{port}/soar",
+        "SOAR_PLAYBOOKS": str(playbooks),
+        "SOAR_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9",
+    }
+    log_path = tmp_path / "worker.log"
+    log = log_path.open("wb")
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from soar.cli.main import main; main()",
+        "worker",
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        async with asyncio.timeout(30):
+            while log_path.read_text().count("trying again") < 2:
+                assert worker.returncode is None, log_path.read_text()
+                await asyncio.sleep(0.1)
+        worker.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await worker.wait() == 0
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+        log.close()
+    output = log_path.read_text()
+    assert "the store is not available" in output
+    assert "canary-db-secret" not in output
