@@ -124,6 +124,9 @@ class Engine:
         self._drivers: dict[str, asyncio.Task[object]] = {}
         self._leases: asyncio.Task[None] | None = None
         self._taking_over = False
+        self._claiming = asyncio.Lock()
+        """Held while runs are claimed or respawned: one pass at a time, or two passes could
+        both start a driver for a run that one of them has just claimed."""
         self._last_beat = 0.0
         self.taken_over = 0
         """Runs this engine took over from workers that died (or stopped)."""
@@ -165,29 +168,29 @@ class Engine:
         Raises:
             ConflictError: no such run, or it has already finished.
         """
-        existing = self.executors.get(run_id)
-        if existing is not None:
-            return existing
-        snapshot = await self.store.load_run(run_id)
-        if snapshot is None:
-            raise ConflictError(f"no run {run_id}")
-        if snapshot.run.status.is_terminal:
-            raise ConflictError(f"run {run_id} has already {snapshot.run.status.value}")
         await self._ensure_alive()
-        token = (await self.store.held_runs(self.worker_id)).get(run_id)
-        if token is None:
-            now = self.clock.now()
-            orphans = dict(
-                await self.store.orphaned_runs(now, await self._gone_workers(now), 1_000_000)
-            )
-            if run_id not in orphans:
-                raise ConflictError(f"run {run_id} is being driven by another worker")
-            token = await self._claim(run_id, orphans[run_id])
-            if token is None:
-                raise ConflictError(f"run {run_id} was just taken by another worker")
+        async with self._claiming:
+            existing = self.executors.get(run_id)
+            if existing is not None:
+                return existing
             snapshot = await self.store.load_run(run_id)
-            assert snapshot is not None  # noqa: S101 - runs are never deleted
-        return await self._spawn(snapshot, token=token)
+            if snapshot is None:
+                raise ConflictError(f"no run {run_id}")
+            if snapshot.run.status.is_terminal:
+                raise ConflictError(f"run {run_id} has already {snapshot.run.status.value}")
+            token = (await self.store.held_runs(self.worker_id)).get(run_id)
+            if token is None:
+                now = self.clock.now()
+                gone = await self._gone_workers(now)
+                orphans = dict(await self.store.orphaned_runs(now, gone, 1_000_000))
+                if run_id not in orphans:
+                    raise ConflictError(f"run {run_id} is being driven by another worker")
+                token = await self._claim(run_id, orphans[run_id])
+                if token is None:
+                    raise ConflictError(f"run {run_id} was just taken by another worker")
+                snapshot = await self.store.load_run(run_id)
+                assert snapshot is not None  # noqa: S101 - runs are never deleted
+            return await self._spawn(snapshot, token=token)
 
     async def stop(self) -> None:
         """Stop driving runs, and give up their leases so that another worker (or this one,
@@ -817,6 +820,10 @@ class Engine:
 
     async def _take_over(self) -> list[str]:
         """Claim and drive every unfinished run nobody drives. Returns their ids."""
+        async with self._claiming:
+            return await self._take_over_now()
+
+    async def _take_over_now(self) -> list[str]:
         now = self.clock.now()
         dead = await self._gone_workers(now)
         taken: list[str] = []
@@ -833,7 +840,19 @@ class Engine:
             for run_id, token in fresh:
                 held = await self._claim(run_id, token)
                 snapshot = None if held is None else await self.store.load_run(run_id)
-                if held is None or snapshot is None or snapshot.run.status.is_terminal:
+                if (
+                    held is None
+                    or snapshot is None
+                    or snapshot.run.status.is_terminal
+                    or run_id in self.executors
+                ):
+                    if (
+                        held is not None
+                        and snapshot is not None
+                        and snapshot.run.status.is_terminal
+                    ):
+                        # its holder was not dead after all, and finished it meanwhile
+                        await self._release(run_id, held)
                     skipped.add(run_id)
                     continue
                 try:
@@ -885,6 +904,10 @@ class Engine:
                     self._let_go()
 
     async def _check_held(self) -> None:
+        async with self._claiming:
+            await self._check_held_now()
+
+    async def _check_held_now(self) -> None:
         settled = {
             run_id: executor
             for run_id, executor in self.executors.items()

@@ -30,17 +30,7 @@ from tests.crash.scale_worker import EFFECT_STEPS
 from tests.integration.ingest.test_worker import TIME, read_all
 from tests.postgres_server import PostgresServer
 
-pytestmark = [
-    pytest.mark.kafka,
-    pytest.mark.postgres,
-    pytest.mark.slow,
-    # Not yet green (issue 6, left open): restarted workers that meet a broker or a database
-    # still coming back exit instead of waiting, and PostgreSQL group commits of several
-    # workers still deadlock at times. Run it with SOAR_SCALE_CRASH=1 while fixing those.
-    pytest.mark.skipif(
-        os.environ.get("SOAR_SCALE_CRASH") != "1", reason="work in progress: SOAR_SCALE_CRASH=1"
-    ),
-]
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
 HERE = Path(__file__).parent
 ALERTS = 2000
