@@ -409,26 +409,29 @@ class Engine:
                 continue
             dedup = playbook.trigger.dedup
             if dedup is None:
-                try:
-                    run_id = await self.start_run(
-                        loaded,
-                        alert=alert,
-                        trigger=TriggerKind.ALERT,
-                        trace_parent=ref,
-                        run_id=run_id,
-                    )
-                except LeaseLost:  # delivered to another worker too, which recorded it first
-                    if run_id is None:
-                        raise
-                touched.append(run_id)
+                touched.append(await self._start_once(loaded, alert, ref, run_id))
                 continue
-            key = str(
-                jsonable(
-                    render(
-                        loaded, ("trigger", "dedup", "key"), dedup.key, variables, self.clock.now
+            try:
+                key = str(
+                    jsonable(
+                        render(
+                            loaded,
+                            ("trigger", "dedup", "key"),
+                            dedup.key,
+                            variables,
+                            self.clock.now,
+                        )
                     )
                 )
-            )
+            except EvaluationError as exc:  # the alert matched: it runs, on its own
+                _log.warning(
+                    "%s: no dedup key for alert %s (%s): it starts a run of its own",
+                    playbook.id,
+                    alert.id,
+                    exc.message,
+                )
+                touched.append(await self._start_once(loaded, alert, ref, run_id))
+                continue
             now = self.clock.now()
             delivered = None if origin is None else f"{_DELIVERED}{origin}"
             if delivered is not None:
@@ -461,6 +464,20 @@ class Engine:
                         raise
                 touched.append(run_id)
         return touched
+
+    async def _start_once(
+        self, loaded: LoadedPlaybook, alert: Alert, ref: TraceRef, run_id: str | None
+    ) -> str:
+        """Start an alert's run; with an id derived from its delivery, one that another worker
+        recorded first counts as started."""
+        try:
+            return await self.start_run(
+                loaded, alert=alert, trigger=TriggerKind.ALERT, trace_parent=ref, run_id=run_id
+            )
+        except LeaseLost:  # delivered to another worker too, which recorded it first
+            if run_id is None:
+                raise
+            return run_id
 
     # -- people and later events --------------------------------------------------------------
 

@@ -494,6 +494,27 @@ def an_alert(user: str, **extra: object) -> Alert:
     )
 
 
+async def test_an_alert_without_a_dedup_key_still_runs_on_its_own(world: World) -> None:
+    """A dedup key the alert cannot fill is no reason to drop (or endlessly retry) it."""
+    world.load("""
+id: brute
+name: Brute
+trigger:
+  match: alert.category == "credential_access"
+  dedup: {key: "{{ alert.users[0].name }}", window: 30m}
+steps:
+  - {id: note, action: fx.do, with: {name: noted}}
+""")
+    alert = an_alert("ana").model_copy(update={"users": []})
+    first = await world.engine.submit_alert(alert)
+    again = await world.engine.submit_alert(alert.model_copy(update={"id": "a-2"}))
+    assert len(first) == 1
+    assert len(again) == 1
+    assert first != again  # no key, no window to join
+    await world.engine.wait_idle()
+    assert world.effects.order == ["noted", "noted"]
+
+
 async def test_alerts_inside_the_dedup_window_join_the_first_run(world: World) -> None:
     world.load("""
 id: brute
