@@ -45,6 +45,12 @@ class KafkaSettings(BaseModel):
     topics: list[str] = Field(default_factory=lambda: ["soar.alerts"], min_length=1)
     group: str = Field(default="soar", min_length=1, description="the consumer group")
     dead_letter_topic: str = "soar.dead-letters"
+    idempotent_dead_letters: bool = Field(
+        default=True,
+        description="write dead letters with an idempotent producer, so that a broker retry "
+        "never writes one twice; a broker that refuses one (the embedded tansu) gets a "
+        "warning at start and a plain acks=all producer",
+    )
     client_id: str = "soar-worker"
     max_in_flight: int = Field(
         default=256, ge=1, description="messages being turned into runs at once, per worker"

@@ -1,20 +1,23 @@
 """A real Apache Kafka broker for the suite: one KRaft node (broker and controller in one JVM)
-run from the Maven Central jars on free loopback ports, started once per session, with a
-second listener that takes SASL PLAIN and SCRAM-SHA-256 logins. docs/test-servers.md has the
-recipe and its pitfalls.
+run from the Maven Central jars on free loopback ports, started once per session. Besides
+PLAINTEXT it listens for SASL logins (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) in the clear and over
+TLS, and for TLS with client certificates (mutual TLS), with a CA made for the session.
+docs/test-servers.md has the recipe and its pitfalls.
 
 Registered for the whole suite in tests/conftest.py (`pytest_plugins`). Tests that use it are
 marked `kafka` and `slow`. Without java or mvn, or when the jars cannot be fetched, they are
 skipped, unless SOAR_REQUIRE_SERVERS=1 (CI), in which case they fail. With
-KAFKA_BOOTSTRAP_SERVERS set the fixture hands out that cluster instead (no SASL listener, no
-restart). Data lives in the session's temp dir and survives `restart()`; tests use fresh topic
-and group names rather than cleaning up.
+KAFKA_BOOTSTRAP_SERVERS set the fixture hands out that cluster instead (no SASL or TLS
+listener, no restart). Data lives in the session's temp dir and survives `restart()`; tests use
+fresh topic and group names rather than cleaning up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
+import ipaddress
 import os
 import re
 import shutil
@@ -25,11 +28,16 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from aiokafka.client import AIOKafkaClient  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.servers import tail, unavailable
 
@@ -43,6 +51,8 @@ COORDINATES = (
 )
 SASL_USERNAME = "soar"
 SASL_PASSWORD = "soar-secret"  # noqa: S105 - a test broker's throwaway login
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_SCRAM = tuple(m for m in SASL_MECHANISMS if m.startswith("SCRAM"))
 
 FETCH_TIMEOUT = 600.0  # seconds for mvn: a cold ~/.m2 downloads about 45 MB
 START_TIMEOUT = 60.0  # seconds until a metadata request succeeds; ~2 s on an idle 2-core box
@@ -156,8 +166,9 @@ def java_binary() -> str:
 
 
 class ApacheKafka:
-    """A Kafka cluster for tests: `bootstrap` (PLAINTEXT) always; `sasl_bootstrap`, the login
-    and `restart()` only for the broker the suite runs itself (`is_local`)."""
+    """A Kafka cluster for tests: `bootstrap` (PLAINTEXT) always; the SASL and TLS listeners,
+    the login, the TLS files and `restart()` only for the broker the suite runs itself
+    (`is_local`)."""
 
     def __init__(self, bootstrap: str, node: KraftNode | None = None) -> None:
         self.bootstrap = bootstrap
@@ -169,8 +180,23 @@ class ApacheKafka:
 
     @property
     def sasl_bootstrap(self) -> str | None:
-        """A SASL_PLAINTEXT listener taking PLAIN and SCRAM-SHA-256 for `username`."""
+        """A SASL_PLAINTEXT listener taking every one of SASL_MECHANISMS for `username`."""
         return None if self._node is None else f"127.0.0.1:{self._node.sasl_port}"
+
+    @property
+    def ssl_bootstrap(self) -> str | None:
+        """An SSL listener that wants a client certificate signed by `tls.ca` (mutual TLS)."""
+        return None if self._node is None else f"127.0.0.1:{self._node.ssl_port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str | None:
+        """A SASL_SSL listener: TLS (no client certificate) and then the SASL login."""
+        return None if self._node is None else f"127.0.0.1:{self._node.sasl_ssl_port}"
+
+    @property
+    def tls(self) -> TlsFiles | None:
+        """The session's CA and the client certificate it signed, as PEM files."""
+        return None if self._node is None else self._node.tls
 
     @property
     def username(self) -> str | None:
@@ -202,13 +228,16 @@ class KraftNode:
 
     def __init__(self, java: str, libs: Path, home: Path) -> None:
         self.java, self.libs, self.home = java, libs, home
-        self.port, self.controller_port, self.sasl_port = _free_ports(3)
+        ports = _free_ports(5)
+        self.port, self.controller_port, self.sasl_port, self.ssl_port, self.sasl_ssl_port = ports
+        self.tls = write_tls(home / "tls")
         self.config = home / "server.properties"
         self.log = home / "broker.log"
         self._process: subprocess.Popen[bytes] | None = None
 
     def format(self) -> None:
-        """Write server.properties and format the log dir, with the SCRAM user in it."""
+        """Write server.properties and format the log dir, with the SCRAM user in it (one
+        credential per SCRAM mechanism)."""
         self.config.write_text(_server_properties(self))
         command = [
             self.java,
@@ -221,9 +250,12 @@ class KraftNode:
             "--config",
             str(self.config),
             "--standalone",
-            "--add-scram",
-            f"SCRAM-SHA-256=[name={SASL_USERNAME},password={SASL_PASSWORD}]",
         ]
+        for mechanism in _SCRAM:
+            command += [
+                "--add-scram",
+                f"{mechanism}=[name={SASL_USERNAME},password={SASL_PASSWORD}]",
+            ]
         done = subprocess.run(  # noqa: S603 - fixed arguments
             command, capture_output=True, text=True, timeout=START_TIMEOUT
         )
@@ -285,15 +317,26 @@ class KraftNode:
 def _server_properties(node: KraftNode) -> str:
     # controller.quorum.bootstrap.servers (not controller.quorum.voters): `format --standalone`
     # refuses a static voter list.
+    listeners = {
+        "PLAINTEXT": node.port,
+        "SASL_PLAINTEXT": node.sasl_port,
+        "SSL": node.ssl_port,
+        "SASL_SSL": node.sasl_ssl_port,
+    }
+    advertised = ",".join(f"{name}://127.0.0.1:{port}" for name, port in listeners.items())
+    protocols = ",".join(f"{name}:{name}" for name in listeners)
+    logins = "".join(
+        f"listener.name.{listener}.{mechanism.lower()}.sasl.jaas.config={_jaas(mechanism)}\n"
+        for listener in ("sasl_plaintext", "sasl_ssl")
+        for mechanism in SASL_MECHANISMS
+    )
     return f"""\
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:{node.controller_port}
-listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port},\
-SASL_PLAINTEXT://127.0.0.1:{node.sasl_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{node.port},SASL_PLAINTEXT://127.0.0.1:{node.sasl_port}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,\
-SASL_PLAINTEXT:SASL_PLAINTEXT
+listeners={advertised},CONTROLLER://127.0.0.1:{node.controller_port}
+advertised.listeners={advertised}
+listener.security.protocol.map={protocols},CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 log.dirs={node.home / "kafka-logs"}
@@ -304,13 +347,112 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 num.partitions=3
-sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256
-listener.name.sasl_plaintext.plain.sasl.jaas.config=\
-org.apache.kafka.common.security.plain.PlainLoginModule required \
-user_{SASL_USERNAME}="{SASL_PASSWORD}";
-listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=\
-org.apache.kafka.common.security.scram.ScramLoginModule required;
-"""
+sasl.enabled.mechanisms={",".join(SASL_MECHANISMS)}
+ssl.keystore.type=PEM
+ssl.keystore.location={node.tls.broker}
+ssl.truststore.type=PEM
+ssl.truststore.location={node.tls.ca}
+listener.name.ssl.ssl.client.auth=required
+{logins}"""
+
+
+def _jaas(mechanism: str) -> str:
+    if mechanism == "PLAIN":
+        return (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'user_{SASL_USERNAME}="{SASL_PASSWORD}";'
+        )
+    return "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files: the CA, the broker's key and chain (one file, Kafka's PEM keystore), and a
+    client certificate and key for mutual TLS, all valid for a day, for 127.0.0.1."""
+
+    ca: Path
+    broker: Path
+    client_cert: Path
+    client_key: Path
+
+
+def write_tls(directory: Path) -> TlsFiles:
+    """Make a CA and the certificates it signs (EC P-256; ~10 ms) into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "soar test CA")])
+    ca = _certificate(ca_name, ca_key, ca_name, ca_key, ca=True)
+    broker_key = ec.generate_private_key(ec.SECP256R1())
+    broker = _certificate(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]),
+        broker_key,
+        ca_name,
+        ca_key,
+        usage=ExtendedKeyUsageOID.SERVER_AUTH,
+    )
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = _certificate(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "soar-worker")]),
+        client_key,
+        ca_name,
+        ca_key,
+        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+    )
+    files = TlsFiles(
+        ca=directory / "ca.pem",
+        broker=directory / "broker.pem",
+        client_cert=directory / "client.pem",
+        client_key=directory / "client.key",
+    )
+    files.ca.write_bytes(_pem(ca))
+    # Kafka's PEM keystore: an unencrypted PKCS#8 key, then the chain
+    files.broker.write_bytes(_pkcs8(broker_key) + _pem(broker) + _pem(ca))
+    files.client_cert.write_bytes(_pem(client))
+    files.client_key.write_bytes(_pkcs8(client_key))
+    return files
+
+
+def _certificate(
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool = False,
+    usage: x509.ObjectIdentifier | None = None,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if usage is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _pem(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def _pkcs8(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
 
 
 def _cluster_id() -> str:

@@ -17,22 +17,17 @@ from typing import Any
 
 from aiokafka import (  # type: ignore[import-untyped]
     AIOKafkaConsumer,
-    AIOKafkaProducer,
     ConsumerRebalanceListener,
     TopicPartition,
 )
-from aiokafka.errors import (  # type: ignore[import-untyped]
-    KafkaError,
-    MessageSizeTooLargeError,
-    RecordTooLargeError,
-)
+from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 from aiokafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
 
 from soar.config import IngestSettings, KafkaSettings
 from soar.engine import Engine
 from soar.errors import AlertRejected, SoarError
-from soar.ingest.dead_letters import Source, dead_letter_headers
-from soar.ingest.kafka import client_options
+from soar.ingest.dead_letters import DeadLetterProducer, Source, dead_letter_headers
+from soar.ingest.kafka import client_options, start_client
 from soar.ingest.limits import Limits
 from soar.ingest.normalize import normalize
 from soar.store.base import Change
@@ -113,17 +108,27 @@ class Worker:
         self.dead_lettered = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._consumer: Any = None
-        self._producer: Any = None
+        # a message of any size the broker gave out is fetched whole, to be dead-lettered whole
+        self._fetch_bytes = max(_MIN_FETCH_BYTES, self.limits.max_bytes * 4)
+        self.dead_letters = DeadLetterProducer(
+            kafka, max_request_size=self._fetch_bytes + _ENVELOPE_ROOM
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; then finish the messages in flight (their runs are
-        recorded; the runs themselves go on, or are parked by `engine.stop`) and commit."""
-        options = client_options(self.kafka)
-        # a message of any size the broker gave out is fetched whole, to be dead-lettered whole
-        fetch = max(_MIN_FETCH_BYTES, self.limits.max_bytes * 4)
-        self._producer = AIOKafkaProducer(
-            acks="all", max_request_size=fetch + _ENVELOPE_ROOM, **options
-        )
+        recorded; the runs themselves go on, or are parked by `engine.stop`) and commit.
+
+        Raises:
+            ConfigError: the settings cannot be used, or a broker refused the login.
+            KafkaError: no broker could be reached at start.
+        """
+        await self.dead_letters.start()
+        try:
+            await self._consume_until(stop)
+        finally:
+            await self.dead_letters.stop()
+
+    async def _consume_until(self, stop: asyncio.Event) -> None:
         self._consumer = AIOKafkaConsumer(
             group_id=self.kafka.group,
             enable_auto_commit=False,
@@ -133,20 +138,16 @@ class Worker:
             session_timeout_ms=self.kafka.session_timeout_ms,
             heartbeat_interval_ms=self.kafka.heartbeat_interval_ms,
             rebalance_timeout_ms=self.kafka.session_timeout_ms,
-            max_partition_fetch_bytes=fetch,
-            **options,
+            max_partition_fetch_bytes=self._fetch_bytes,
+            **client_options(self.kafka),
         )
-        await self._producer.start()
+        self._consumer.subscribe(self.kafka.topics, listener=_Revoked(self))
+        await start_client(self._consumer, self.kafka)
         try:
-            self._consumer.subscribe(self.kafka.topics, listener=_Revoked(self))
-            await self._consumer.start()
-            try:
-                await self._consume(stop)
-            finally:
-                await self._drain()
-                await self._consumer.stop()
+            await self._consume(stop)
         finally:
-            await self._producer.stop()
+            await self._drain()
+            await self._consumer.stop()
 
     async def _consume(self, stop: asyncio.Event) -> None:
         consumer = self._consumer
@@ -266,19 +267,10 @@ class Worker:
             now,
             worker=self.kafka.client_id,
             message=message,
-            original=tuple(record.headers or ()),
         )
-        try:
-            await self._producer.send_and_wait(
-                self.kafka.dead_letter_topic, value=value, key=record.key, headers=headers
-            )
-        except (MessageSizeTooLargeError, RecordTooLargeError):
-            # the dead-letter topic takes less than the source did: the letter goes without the
-            # message's bytes (their digest is in the audit record), rather than never
-            headers.append(("soar-value-omitted", str(len(value)).encode()))
-            await self._producer.send_and_wait(
-                self.kafka.dead_letter_topic, value=b"", key=record.key, headers=headers
-            )
+        await self.dead_letters.send(
+            value, record.key, headers, original=tuple(record.headers or ())
+        )
         event = engine.evidence.alert_rejected(
             value, now, source=source.origin(), reason=rejection.code.value, message=message
         )
