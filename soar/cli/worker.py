@@ -101,7 +101,10 @@ async def _work(settings: Settings) -> None:
                     ", ".join(settings.kafka.topics),
                     settings.kafka.group,
                 )
-                await worker.run(stop)
+                try:
+                    await worker.run(stop)
+                except ConfigError as exc:  # a refused login, a CA that does not fit, ...
+                    raise click.ClickException(str(exc)) from None
         finally:
             await engine.stop()
             if checkpointer is not None:

@@ -10,9 +10,10 @@ finds its runs (their ids derive from the message's topic, partition and offset)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka import (  # type: ignore[import-untyped]
@@ -20,7 +21,7 @@ from aiokafka import (  # type: ignore[import-untyped]
     ConsumerRebalanceListener,
     TopicPartition,
 )
-from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+from aiokafka.errors import KafkaConnectionError, KafkaError  # type: ignore[import-untyped]
 from aiokafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
 
 from soar.config import IngestSettings, KafkaSettings
@@ -118,11 +119,14 @@ class Worker:
         """Consume until `stop` is set; then finish the messages in flight (their runs are
         recorded; the runs themselves go on, or are parked by `engine.stop`) and commit.
 
+        A worker started while its brokers are unreachable (a restart of both at once) waits for
+        them, retrying with backoff, until `stop`.
+
         Raises:
             ConfigError: the settings cannot be used, or a broker refused the login.
-            KafkaError: no broker could be reached at start.
         """
-        await self.dead_letters.start()
+        if not await _until_reached(self.dead_letters.start, stop):
+            return
         try:
             await self._consume_until(stop)
         finally:
@@ -142,7 +146,9 @@ class Worker:
             **client_options(self.kafka),
         )
         self._consumer.subscribe(self.kafka.topics, listener=_Revoked(self))
-        await start_client(self._consumer, self.kafka)
+        consumer = self._consumer
+        if not await _until_reached(lambda: start_client(consumer, self.kafka), stop):
+            return
         try:
             await self._consume(stop)
         finally:
@@ -279,6 +285,22 @@ class Worker:
         engine.instruments.alert_dead_lettered(rejection.code.value)
         self.dead_lettered += 1
         _log.info("%s dead-lettered: %s: %s", source.origin(), rejection.code.value, message)
+
+
+async def _until_reached(start: Callable[[], Awaitable[None]], stop: asyncio.Event) -> bool:
+    """Run `start` until no broker is unreachable; False when `stop` came first."""
+    delay = _RETRY_FIRST_S
+    while not stop.is_set():
+        try:
+            await start()
+        except KafkaConnectionError as exc:
+            _log.warning("kafka is not reachable (%s); trying again in %.1fs", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, _RETRY_MAX_S)
+            continue
+        return True
+    return False
 
 
 class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -127,21 +127,33 @@ async def test_the_worker_takes_alerts_in_and_stops_cleanly_on_sigterm(
     )
 
 
-async def test_a_worker_waits_for_its_database_to_come_up(tmp_path: Path) -> None:
-    """Started before PostgreSQL (a reboot, a rolling restart), the worker waits and retries
-    instead of exiting; SIGTERM still stops it cleanly."""
+def unused_port() -> int:
+    with socket.socket() as probe:  # nothing listens on it once closed
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("missing", ["database", "broker"])
+async def test_a_worker_waits_for_its_database_and_its_brokers_to_come_up(
+    tmp_path: Path, missing: str
+) -> None:
+    """Started before PostgreSQL or Kafka (a reboot, a rolling restart), the worker waits and
+    retries instead of exiting; SIGTERM still stops it cleanly."""
     playbooks = tmp_path / "playbooks"
     playbooks.mkdir()
     (playbooks / "note.playbook.yaml").write_text(PLAYBOOK)
-    with socket.socket() as probe:  # a port nothing listens on: the database is not up yet
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    store = (
+        f"postgresql://soar:canary-db-secret@127.0.0.1:{unused_port()}/soar"
+        if missing == "database"
+        else f"sqlite:///{tmp_path / 'soar.db'}"
+    )
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
-        "SOAR_STORE": f"postgresql://soar:canary-db-secret@127.0.0.1:{port}/soar",
+        "SOAR_STORE": store,
         "SOAR_PLAYBOOKS": str(playbooks),
-        "SOAR_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9",
+        "SOAR_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{unused_port()}",
     }
     log_path = tmp_path / "worker.log"
     log = log_path.open("wb")
@@ -169,5 +181,6 @@ async def test_a_worker_waits_for_its_database_to_come_up(tmp_path: Path) -> Non
             await worker.wait()
         log.close()
     output = log_path.read_text()
-    assert "the store is not available" in output
+    waiting = "the store is not available" if missing == "database" else "kafka is not reachable"
+    assert waiting in output
     assert "canary-db-secret" not in output
