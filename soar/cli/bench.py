@@ -269,6 +269,15 @@ def audit_command(records: int, directory: Path | None, as_json: bool) -> None:
     "print the scaling ratio.",
 )
 @click.option(
+    "--rounds",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 99),
+    help="Measurements of each worker count, each on a fresh topic and store; the median round "
+    "is shown. With --compare the pairs alternate which goes first, and the median of their "
+    "ratios is the scaling.",
+)
+@click.option(
     "--dir",
     "directory",
     type=click.Path(path_type=Path, file_okay=False),
@@ -284,6 +293,7 @@ def ingest_command(
     dsn: str | None,
     workers: int,
     compare: bool,
+    rounds: int,
     directory: Path | None,
     as_json: bool,
 ) -> None:
@@ -301,7 +311,9 @@ def ingest_command(
             )
     if compare and workers == 1:
         raise click.UsageError("--compare measures 1 worker beside --workers N: give N > 1")
-    counts = [1, workers] if compare else [workers]
+    # a drift in the machine's speed is shared out by alternating which count goes first
+    order = [[1, workers] if r % 2 == 0 else [workers, 1] for r in range(rounds)]
+    plan = [count for pair in order for count in pair] if compare else [workers] * rounds
     with (
         scratch_dir(directory) as scratch,
         _broker(bootstrap, Path(scratch)) as address,
@@ -310,7 +322,7 @@ def ingest_command(
 
         async def run() -> tuple[list[IngestFigures], dict[str, str]]:
             results = []
-            for number, count in enumerate(counts):
+            for number, count in enumerate(plan):
                 async with _fresh_store(
                     backend, server, Path(scratch) / f"ingest{number}.db"
                 ) as url:
@@ -332,32 +344,62 @@ def ingest_command(
             results, settings = asyncio.run(run())
         except (SoarError, RuntimeError) as exc:  # a worker's failure says what and where
             raise click.ClickException(str(exc)) from exc
-    for f in results:
-        _echo_ingest(f, backend)
+    many = [f for f in results if f.workers == workers]
+    one = [f for f in results if f.workers == 1] if compare else []
+    if rounds > 1:
+        for number, f in enumerate(results):
+            click.echo(
+                f"round {number // (2 if compare else 1) + 1}, {_workers(f.workers)}: "
+                f"{f.alerts_per_s:,.0f} alerts/s, p50 {f.p50_ms:.1f} ms, "
+                f"p99 {f.p99_ms:.1f} ms"
+            )
+        click.echo("median rounds:\n")
+    if compare:
+        _echo_ingest(_median_ingest(one), backend)
+    _echo_ingest(_median_ingest(many), backend)
     if server is not None:
         where = f"throwaway cluster in {server.home}, removed" if server.home else "--dsn"
         shown = ", ".join(f"{k}={v}" for k, v in settings.items() if k != "server_version")
         click.echo(f"PostgreSQL {settings.get('server_version', '?')} ({where}): {shown}")
-    scaling = results[-1].alerts_per_s / results[0].alerts_per_s if compare else None
+    ratios = [n.alerts_per_s / o.alerts_per_s for n, o in zip(many, one, strict=compare)]
+    scaling = statistics.median(ratios) if compare else None
     if scaling is not None:
+        each = f"; rounds {', '.join(f'{r:.2f}' for r in ratios)}" if rounds > 1 else ""
         click.echo(
             f"scaling: {workers} workers take in {scaling:.2f} x one worker's alerts/s "
-            f"({results[-1].alerts_per_s:,.0f} against {results[0].alerts_per_s:,.0f})"
+            f"({_median_ingest(many).alerts_per_s:,.0f} against "
+            f"{_median_ingest(one).alerts_per_s:,.0f}{each})"
         )
     if as_json:
-        line = {"scenario": "ingest", "backend": backend, **_ingest_json(results[-1])}
+        line = {
+            "scenario": "ingest",
+            "backend": backend,
+            "rounds": rounds,
+            **_ingest_json(_median_ingest(many)),
+        }
         if scaling is not None:
             line["scaling"] = round(scaling, 3)
-            line["one_worker"] = _ingest_json(results[0])
+            line["scaling_rounds"] = [round(r, 3) for r in ratios]
+            line["one_worker"] = _ingest_json(_median_ingest(one))
         if server is not None:
             line["postgres"] = {"cluster": "throwaway" if server.home else "dsn", **settings}
         click.echo(json.dumps(line))
 
 
+def _median_ingest(rounds: list[IngestFigures]) -> IngestFigures:
+    """The round with the median alerts/s (the lower middle one of an even number)."""
+    ordered = sorted(rounds, key=lambda f: f.alerts_per_s)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _workers(count: int) -> str:
+    return "1 worker" if count == 1 else f"{count} workers"
+
+
 def _echo_ingest(f: IngestFigures, backend: str) -> None:
-    processes = "1 worker process" if f.workers == 1 else f"{f.workers} worker processes"
     click.echo(
-        f"{f.alerts:,} alerts, {processes} in one consumer group ({f.partitions} partitions), "
+        f"{f.alerts:,} alerts, {_workers(f.workers)} (a process each) in one consumer group "
+        f"({f.partitions} partitions), "
         f"{backend} store, 4-step playbook"
     )
     click.echo(

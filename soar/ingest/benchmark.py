@@ -292,7 +292,7 @@ class _Group:
                 raise RuntimeError(
                     f"{self.finished(phase)} of {count} {phase} runs finished in {_WAIT_S:.0f} s"
                 )
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(_REPORT_S)  # the figures use the workers' stamps, not this poll
 
     def check(self) -> None:
         for member in self.members:

@@ -46,27 +46,32 @@ def test_two_worker_processes_share_a_topic_and_a_postgres_store_and_run_each_al
     kafka_broker: KafkaBroker, postgres_dsn: str, tmp_path: Path
 ) -> None:
     code, output, figures = bench_ingest(
-        "--backend", "postgres", "--dsn", postgres_dsn, "--workers", "2",
+        "--backend", "postgres", "--dsn", postgres_dsn, "--workers", "2", "--compare",
         "--alerts", "300", "--latency-alerts", "20", "--bootstrap", kafka_broker.bootstrap,
         "--dir", str(tmp_path), "--json",
     )  # fmt: skip
     assert code == 0, output
     assert figures is not None
     assert (figures["backend"], figures["workers"], figures["partitions"]) == ("postgres", 2, 4)
-    # 50 warm-up alerts per worker, the backlog, the latency alerts: one run each, no more
-    expected = 2 * 50 + 300 + 20
-    assert figures["runs_expected"] == expected
-    assert figures["runs_recorded"] == figures["alerts_recorded"] == expected
-    assert figures["runs_completed"] == expected
-    assert len(figures["per_worker"]) == 2
-    assert sum(figures["per_worker"]) == 300
-    assert figures["alerts_per_s"] > 0
-    assert figures["raw_consume_per_s"] > 0
-    assert 0 < figures["p50_ms"] <= figures["p99_ms"]
-    assert figures["latency_alerts"] == 20
+    one = figures["one_worker"]
+    assert (one["workers"], one["partitions"]) == (1, 4)
+    for measured, workers in ((figures, 2), (one, 1)):
+        # 50 warm-up alerts per worker, the backlog, the latency alerts: one run each, no more
+        expected = workers * 50 + 300 + 20
+        assert measured["runs_expected"] == expected
+        assert measured["runs_recorded"] == measured["alerts_recorded"] == expected
+        assert measured["runs_completed"] == expected
+        assert len(measured["per_worker"]) == workers
+        assert sum(measured["per_worker"]) == 300
+        assert measured["alerts_per_s"] > 0
+        assert measured["raw_consume_per_s"] > 0
+        assert 0 < measured["p50_ms"] <= measured["p99_ms"]
+        assert measured["latency_alerts"] == 20
+    assert figures["scaling"] == pytest.approx(figures["alerts_per_s"] / one["alerts_per_s"], 0.01)
     assert figures["postgres"]["cluster"] == "dsn"
     assert {"fsync", "synchronous_commit"} <= figures["postgres"].keys()  # what was measured on
     assert "runs per worker:" in output
+    assert "scaling: 2 workers take in" in output
 
 
 @pytest.mark.parametrize(
