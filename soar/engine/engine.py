@@ -404,7 +404,7 @@ class Engine:
                 )
                 continue
             run_id = None if origin is None else origin_run_id(origin, playbook.id)
-            if run_id is not None and await self.store.load_run(run_id) is not None:
+            if run_id is not None and await self.store.has_run(run_id):
                 touched.append(run_id)  # delivered before: its run was recorded then
                 continue
             dedup = playbook.trigger.dedup

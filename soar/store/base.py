@@ -122,6 +122,9 @@ class Store(Protocol):
     async def load_run(self, run_id: str) -> RunSnapshot | None:
         """The run with its steps, attached alerts and pending timers, or None."""
 
+    async def has_run(self, run_id: str) -> bool:
+        """Whether the run is recorded (one cheap read, for every alert delivered)."""
+
     async def list_runs(self, run_filter: RunFilter) -> list[Run]:
         """Runs matching the filter, newest first."""
 

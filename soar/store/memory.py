@@ -105,6 +105,10 @@ class MemoryStore:
             last_seq=max(self._transitions.get(run_id, ()), default=0),
         )
 
+    async def has_run(self, run_id: str) -> bool:
+        self._check_open()
+        return run_id in self._runs
+
     async def list_runs(self, run_filter: RunFilter) -> list[Run]:
         self._check_open()
         statuses = {s.value for s in run_filter.statuses}

@@ -225,6 +225,9 @@ class PostgresStore:
             last_seq=int(last_seq),
         )
 
+    async def has_run(self, run_id: str) -> bool:
+        return bool(await self._fetch("SELECT 1 FROM runs WHERE id = $1", run_id))
+
     async def list_runs(self, run_filter: RunFilter) -> list[Run]:
         clauses: list[str] = []
         params: list[object] = []

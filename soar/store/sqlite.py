@@ -225,6 +225,10 @@ class SqliteStore:
     async def load_run(self, run_id: str) -> RunSnapshot | None:
         return await self._read(lambda c: _load_run(c, run_id))
 
+    async def has_run(self, run_id: str) -> bool:
+        sql = "SELECT 1 FROM runs WHERE id = ?"
+        return await self._read(lambda c: c.execute(sql, (run_id,)).fetchone() is not None)
+
     async def list_runs(self, run_filter: RunFilter) -> list[Run]:
         clauses: list[str] = []
         params: list[object] = []

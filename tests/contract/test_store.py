@@ -361,3 +361,10 @@ async def test_a_closed_store_refuses_writes(store: Store) -> None:
     await store.close()
     with pytest.raises(StoreError):
         await store.apply(Change(runs=[a_run()]))
+
+
+async def test_has_run_says_whether_a_run_is_recorded(store: Store) -> None:
+    assert await store.has_run("run-1") is False
+    await store.apply(Change(runs=[a_run("run-1")]))
+    assert await store.has_run("run-1") is True
+    assert await store.has_run("run-2") is False
