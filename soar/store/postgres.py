@@ -56,6 +56,14 @@ _ORPHANS: Final = (
 """Unfinished runs nobody drives: unleased, released, or held by a worker that is gone."""
 
 
+async def _end_transaction(connection: asyncpg.Connection) -> None:
+    """What a read connection needs on its way back to the pool. Reads set no session state,
+    so asyncpg's default reset (four statements, a round trip on every read) has nothing to
+    undo; only a read cancelled inside its transaction leaves one open."""
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
+
+
 class PostgresStore:
     """The `Store` protocol on a PostgreSQL database. Open with `await PostgresStore.open(dsn)`.
 
@@ -119,7 +127,11 @@ class PostgresStore:
         try:
             await migrate(await committer.connection())
             reads = await asyncpg.create_pool(
-                dsn, min_size=1, max_size=read_connections, timeout=connect_timeout
+                dsn,
+                min_size=1,
+                max_size=read_connections,
+                timeout=connect_timeout,
+                reset=_end_transaction,
             )
         except (*_FAILURES, TimeoutError) as exc:
             await committer.close()
