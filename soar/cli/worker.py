@@ -33,7 +33,7 @@ def worker_command() -> None:
 
     Unfinished runs in the store resume first; cron triggers fire. SIGTERM or SIGINT stops
     taking messages, waits for those in flight to be recorded, commits their offsets, and
-    parks the runs still going (another worker, or this one restarted, resumes them).
+    gives up the runs still going (another worker, or this one restarted, takes them over).
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
