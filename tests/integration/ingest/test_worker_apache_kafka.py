@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import textwrap
 import tomllib
 import uuid
 from collections import Counter
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 from aiokafka.client import AIOKafkaClient  # type: ignore[import-untyped]
 from aiokafka.errors import SaslAuthenticationFailed  # type: ignore[import-untyped]
@@ -32,39 +31,28 @@ from aiokafka.record.memory_records import MemoryRecords  # type: ignore[import-
 from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
 
 from soar.config import IngestSettings, KafkaSettings, Settings
-from soar.connectors import Registry
-from soar.connectors.core import core
 from soar.engine import Engine
 from soar.engine.engine import origin_run_id
 from soar.errors import ConfigError
 from soar.ingest.dead_letters import ENVELOPE_HEADER, VALUE_OMITTED_HEADER
 from soar.ingest.worker import Worker
 from soar.models.audit import AuditFilter
-from soar.playbook.validate import LoadedPlaybook, validate_text
 from soar.store import RunFilter, SqliteStore
 from tests.apache_kafka import SASL_MECHANISMS, ApacheKafka
+from tests.integration.ingest.kafka_tools import (
+    MAX_BYTES,
+    committed_offsets,
+    end_offsets,
+    good_mixed,
+    playbooks,
+    produce,
+    read_all,
+    run_worker_until,
+)
 from tests.kafka_broker import KafkaBroker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-PLAYBOOKS = [
-    """\
-    id: note-every-alert
-    name: Note every alert
-    trigger: {match: 'true'}
-    steps:
-      - {id: note, action: core.log, with: {message: "{{ alert.title }}"}}
-    """,
-    """\
-    id: high-only
-    name: Only high alerts
-    trigger: {match: 'alert.severity == "high"'}
-    steps:
-      - {id: mark, action: core.noop}
-    """,
-]
-MAX_BYTES = 65_536
-TIME = "2026-11-29T10:00:00Z"
 # Apache Kafka's default message.max.bytes is 1 MiB + 12: the source topic is made to take
 # 2 MiB, the dead-letter topic refuses such a letter, which goes without its value
 TWO_MIB = b'{"title": "' + b"y" * 2 * 1_048_576 + b'", "severity": "low"}'
@@ -90,23 +78,6 @@ SOAR_HEADERS = [
 ]
 
 
-def playbooks() -> tuple[Registry, list[LoadedPlaybook]]:
-    registry = Registry.of([core])
-    loaded = []
-    for text in PLAYBOOKS:
-        result = validate_text(textwrap.dedent(text), file="p.yaml", registry=registry)
-        assert result.loaded is not None, [str(d) for d in result.diagnostics]
-        loaded.append(result.loaded)
-    return registry, loaded
-
-
-def good(n: int) -> bytes:
-    severity = "high" if n % 3 == 0 else "medium"
-    return json.dumps(
-        {"title": f"alert {n}", "severity": severity, "id": f"a-{n}", "time": TIME}
-    ).encode()
-
-
 def local(kafka: ApacheKafka) -> ApacheKafka:
     if not kafka.is_local:
         pytest.skip("KAFKA_BOOTSTRAP_SERVERS: an external cluster has no SASL listener or restart")
@@ -129,18 +100,6 @@ def worker_settings(bootstrap: str, name: str, **changes: Any) -> KafkaSettings:
     )
 
 
-async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, list[Any]]]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", max_request_size=4 * 1_048_576
-    )
-    await producer.start()
-    try:
-        for value, headers in messages:
-            await producer.send_and_wait(topic, value=value, key=b"k", headers=headers)
-    finally:
-        await producer.stop()
-
-
 async def create_topic(bootstrap: str, topic: str, *, max_message_bytes: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
@@ -149,57 +108,6 @@ async def create_topic(bootstrap: str, topic: str, *, max_message_bytes: int) ->
         await admin.create_topics([NewTopic(topic, 3, 1, topic_configs=config)])
     finally:
         await admin.close()
-
-
-async def read_all(bootstrap: str, topic: str, count: int, *, within: float = 20) -> list[Any]:
-    """The records of `topic` once `count` have arrived, plus any that come in the next 0.5 s
-    (so a duplicate shows)."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=4 * 1_048_576,
-    )
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        async with asyncio.timeout(within):
-            while len(records) < count:
-                for batch in (await consumer.getmany(timeout_ms=200)).values():
-                    records.extend(batch)
-        for batch in (await consumer.getmany(timeout_ms=500)).values():
-            records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
-
-
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()  # every topic's, not only subscribed ones
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        ends = await consumer.end_offsets(partitions)
-    finally:
-        await consumer.stop()
-    return {tp.partition: offset for tp, offset in ends.items() if offset > 0}
-
-
-async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        found = {}
-        for partition in consumer.partitions_for_topic(topic) or ():
-            offset = await consumer.committed(TopicPartition(topic, partition))
-            if offset:
-                found[partition] = offset
-    finally:
-        await consumer.stop()
-    return found
 
 
 async def producer_ids(bootstrap: str, topic: str) -> list[int]:
@@ -242,28 +150,6 @@ async def sqlite_engine(tmp_path: Path) -> AsyncIterator[tuple[Engine, SqliteSto
         await engine.stop()
     finally:
         await store.close()
-
-
-async def run_worker_until(
-    engine: Engine,
-    kafka: KafkaSettings,
-    done: Callable[[Worker], Awaitable[bool]],
-    *,
-    within: float = 30,
-) -> Worker:
-    worker = Worker(engine, kafka, IngestSettings(max_message_bytes=MAX_BYTES))
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    try:
-        async with asyncio.timeout(within):
-            while not await done(worker):
-                assert not task.done(), task.exception()
-                await asyncio.sleep(0.05)
-    finally:
-        stop.set()
-        async with asyncio.timeout(20):
-            await task
-    return worker
 
 
 def taken(count: int) -> Callable[[Worker], Awaitable[bool]]:
@@ -352,7 +238,7 @@ async def test_a_worker_connects_takes_alerts_in_and_dead_letters_a_bad_one(
     caplog.set_level(logging.DEBUG)
     settings = connection_settings(kafka, uuid.uuid4().hex[:8], connection)
     topic = settings.topics[0]
-    messages = [(good(n), []) for n in range(5)]
+    messages = [(good_mixed(n), []) for n in range(5)]
     messages.insert(2, (b"not json {", []))
     await produce(kafka.bootstrap, topic, messages)
 
@@ -362,7 +248,7 @@ async def test_a_worker_connects_takes_alerts_in_and_dead_letters_a_bad_one(
         runs = await store.list_runs(RunFilter(limit=100))
     assert Counter(r.playbook_id for r in runs) == {"note-every-alert": 5, "high-only": 2}
     assert worker.dead_letters.idempotent
-    letters = await read_all(kafka.bootstrap, settings.dead_letter_topic, 1)
+    letters = await read_all(kafka.bootstrap, settings.dead_letter_topic, 1, within=20, linger=0.5)
     assert [(r.value, dict(r.headers)["soar-error-code"]) for r in letters] == [
         (b"not json {", b"not_json")
     ]
@@ -434,7 +320,7 @@ async def test_a_broker_restart_mid_stream_loses_no_alert_and_starts_no_run_twic
         try:
             n = 0
             while producing.is_set():
-                value = b"not json {%d" % n if n % 10 == 9 else good(n)
+                value = b"not json {%d" % n if n % 10 == 9 else good_mixed(n)
                 await producer.send_and_wait(topic, value=value, key=b"%d" % n)
                 sent.append(value)
                 n += 1
@@ -473,7 +359,7 @@ async def test_a_broker_restart_mid_stream_loses_no_alert_and_starts_no_run_twic
         await engine.wait_idle()
         runs = await store.list_runs(RunFilter(limit=10_000))
 
-    records = await read_all(kafka.bootstrap, topic, len(sent))
+    records = await read_all(kafka.bootstrap, topic, len(sent), within=20, linger=0.5)
     assert sorted(r.value for r in records) == sorted(sent)  # the producer was idempotent too
     expected = {
         origin_run_id(f"kafka:{topic}/{r.partition}@{r.offset}#0", playbook)
@@ -486,7 +372,9 @@ async def test_a_broker_restart_mid_stream_loses_no_alert_and_starts_no_run_twic
     assert {r.id for r in runs} == expected
     assert {r.status.value for r in runs} == {"completed"}
     bad = {(r.partition, r.offset) for r in records if r.value.startswith(b"not json")}
-    letters = await read_all(kafka.bootstrap, settings.dead_letter_topic, len(bad))
+    letters = await read_all(
+        kafka.bootstrap, settings.dead_letter_topic, len(bad), within=20, linger=0.5
+    )
     # at least once: a message read again after a rebalance is dead-lettered again, under the
     # same soar-source-* headers
     lettered = {
@@ -508,12 +396,12 @@ async def test_dead_letters_land_once_each_from_an_idempotent_producer_with_thei
     messages: list[tuple[bytes, list[Any]]] = []
     for n, (value, _) in enumerate(BAD):
         messages.append((value, [("origin", b"test"), ("n", b"%d" % n)]))
-        messages.append((good(n), []))
+        messages.append((good_mixed(n), []))
     await create_topic(apache_kafka.bootstrap, topic, max_message_bytes=4 * 1_048_576)
     await produce(apache_kafka.bootstrap, topic, messages)
     sources = {
         (r.partition, r.offset): r
-        for r in await read_all(apache_kafka.bootstrap, topic, len(messages))
+        for r in await read_all(apache_kafka.bootstrap, topic, len(messages), within=20, linger=0.5)
     }
 
     async with sqlite_engine(tmp_path) as (engine, store):
@@ -524,7 +412,9 @@ async def test_dead_letters_land_once_each_from_an_idempotent_producer_with_thei
     assert worker.dead_lettered == len(BAD)
     assert len(rejected) == len(BAD)
 
-    letters = await read_all(apache_kafka.bootstrap, settings.dead_letter_topic, len(BAD))
+    letters = await read_all(
+        apache_kafka.bootstrap, settings.dead_letter_topic, len(BAD), within=20, linger=0.5
+    )
     assert len(letters) == len(BAD)  # once each
     found: dict[bytes, bytes] = {}
     for letter in letters:
@@ -575,5 +465,7 @@ async def test_a_broker_that_refuses_an_idempotent_producer_gets_plain_dead_lett
     assert worker.dead_letters.producer_id is None
     warnings = [r.getMessage() for r in caplog.records if r.name == "soar.ingest"]
     assert [w for w in warnings if "idempotent_dead_letters" in w] != []
-    letters = await read_all(kafka_broker.bootstrap, settings.dead_letter_topic, 1)
+    letters = await read_all(
+        kafka_broker.bootstrap, settings.dead_letter_topic, 1, within=20, linger=0.5
+    )
     assert [r.value for r in letters] == [b"not json {"]

@@ -15,10 +15,11 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
-from tests.integration.ingest.test_worker import (
+from tests.integration.ingest.kafka_tools import (
     committed_offsets,
     end_offsets,
     good,
@@ -63,6 +64,20 @@ def scrape(log: Path) -> list[str]:
     return lines
 
 
+async def start_worker(cwd: Path, env: dict[str, str], log: BinaryIO) -> asyncio.subprocess.Process:
+    """`soar worker` in a subprocess, run in `cwd` with `env`, its output going to `log`."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from soar.cli.main import main; main()",
+        "worker",
+        cwd=cwd,
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+
+
 async def test_the_worker_takes_alerts_in_and_stops_cleanly_on_sigterm(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
@@ -90,16 +105,7 @@ async def test_the_worker_takes_alerts_in_and_stops_cleanly_on_sigterm(
     count = 20
     await produce(kafka_broker.bootstrap, topic, [(good(n), []) for n in range(count)])
     log = (tmp_path / "worker.log").open("wb")
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from soar.cli.main import main; main()",
-        "worker",
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
+    worker = await start_worker(tmp_path, env, log)
     try:
         async with asyncio.timeout(60):
             while runs_in(store) < count:
@@ -157,16 +163,7 @@ async def test_a_worker_waits_for_its_database_and_its_brokers_to_come_up(
     }
     log_path = tmp_path / "worker.log"
     log = log_path.open("wb")
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from soar.cli.main import main; main()",
-        "worker",
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
+    worker = await start_worker(tmp_path, env, log)
     try:
         async with asyncio.timeout(30):
             while log_path.read_text().count("trying again") < 2:
