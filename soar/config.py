@@ -105,6 +105,24 @@ class AuditSettings(BaseModel):
     log_id: str = Field(default="soar", min_length=1, description="the log's name in checkpoints")
 
 
+class SecretsSettings(BaseModel):
+    """The encrypted secret store (`soar secrets`); environment variables `SOAR_SECRET_<CONNECTOR>_
+    <NAME>` are the second source, for secrets the store does not hold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: Path = Field(
+        default=Path("secrets.json"), description="the store file (sealed values, no key)"
+    )
+    key_file: Path | None = Field(
+        default=None, description="the key (base64, 32 bytes; `soar secrets keygen PATH`)"
+    )
+    key_env: str = Field(
+        default="SOAR_SECRETS_KEY",
+        description="the environment variable holding the key, when key_file is not set",
+    )
+
+
 class TelemetrySettings(BaseModel):
     """Traces and metrics (OpenTelemetry)."""
 
@@ -147,6 +165,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     kafka: KafkaSettings = KafkaSettings()
     audit: AuditSettings = AuditSettings()
+    secrets: SecretsSettings = SecretsSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     connectors: dict[str, dict[str, JsonValue]] = Field(
         default_factory=dict, description="per connector: its settings (URLs, base DNs, ...)"

@@ -17,6 +17,7 @@ from soar.cli.keys import keys
 from soar.cli.lab import lab
 from soar.cli.run import run_command
 from soar.cli.runs import runs
+from soar.cli.secrets import secrets
 from soar.cli.test import cases_command
 from soar.cli.validate import validate
 from soar.cli.worker import worker_command
@@ -48,6 +49,7 @@ cli.add_command(runs)
 cli.add_command(cases_command)
 cli.add_command(audit)
 cli.add_command(keys)
+cli.add_command(secrets)
 cli.add_command(worker_command)
 
 

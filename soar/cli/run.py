@@ -15,6 +15,7 @@ import click
 from pydantic import JsonValue
 
 from soar.cli.auditing import optional_checkpointer, tracing_for
+from soar.cli.secrets import secrets_or_exit
 from soar.config import Settings, load_settings
 from soar.connectors.catalog import load_catalog
 from soar.connectors.registry import Registry, load_registry
@@ -144,6 +145,7 @@ async def _run(
             connector_settings=settings.connectors,
             audit=settings.audit.enabled,
             tracing=tracing,
+            secrets=secrets_or_exit(settings),
         )
         checkpointer = None if dry_run else optional_checkpointer(settings, store)
         seen: dict[str, RunExecutor] = {}

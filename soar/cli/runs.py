@@ -11,6 +11,7 @@ from dataclasses import asdict
 import click
 
 from soar.cli.auditing import cli_actor, optional_checkpointer
+from soar.cli.secrets import secrets_or_exit
 from soar.config import load_settings
 from soar.connectors.registry import load_registry
 from soar.engine import Engine
@@ -139,6 +140,7 @@ async def configured_engine() -> AsyncIterator[Engine]:
             directory=settings.directory,
             connector_settings=settings.connectors,
             audit=settings.audit.enabled,
+            secrets=secrets_or_exit(settings),
             worker=f"{settings.worker_name}-cli",
             lease_ttl=settings.lease_ttl,
         )

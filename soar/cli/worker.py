@@ -12,6 +12,7 @@ from typing import TypeVar
 import click
 
 from soar.cli.auditing import optional_checkpointer, tracing_for
+from soar.cli.secrets import secrets_or_exit
 from soar.config import Settings, load_settings
 from soar.connectors.registry import load_registry
 from soar.engine import Engine
@@ -53,6 +54,7 @@ async def _work(settings: Settings) -> None:
         for diagnostic in result.diagnostics:
             _log.error("not loaded: %s", diagnostic)
     loaded = [r.loaded for r in results if r.loaded is not None]
+    secrets = secrets_or_exit(settings)
     telemetry = settings.telemetry
     metrics = configure_metrics(
         MetricsSettings(
@@ -80,6 +82,7 @@ async def _work(settings: Settings) -> None:
             audit=settings.audit.enabled,
             tracing=tracing,
             instruments=metrics.instruments,
+            secrets=secrets,
             worker=settings.worker_name,
             lease_ttl=settings.lease_ttl,
         )

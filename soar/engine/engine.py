@@ -641,13 +641,13 @@ class Engine:
         return self._settings.get(connector, {})
 
     def secrets_for(self, spec: ActionSpec) -> Secrets:
-        """The secrets an action declared, from the configured source or `SOAR_SECRET_*`."""
+        """The secrets an action declared: from the secret store's values the engine was given,
+        else from `SOAR_SECRET_<CONNECTOR>_<NAME>`."""
         values: dict[str, str] = {}
         for name in spec.secrets:
             qualified = f"{spec.connector}.{name}"
-            if self._secrets is not None:
-                if qualified in self._secrets:
-                    values[name] = self._secrets[qualified]
+            if self._secrets is not None and qualified in self._secrets:
+                values[name] = self._secrets[qualified]
                 continue
             env = f"SOAR_SECRET_{spec.connector}_{name}".upper()
             if env in os.environ:
@@ -665,9 +665,8 @@ class Engine:
 
     def _secret_values(self) -> list[str]:
         """Every secret value this engine can hand an action: redacted wherever it shows."""
-        if self._secrets is not None:
-            return list(self._secrets.values())
-        return [v for k, v in os.environ.items() if k.startswith("SOAR_SECRET_")]
+        stored = list(self._secrets.values()) if self._secrets is not None else []
+        return stored + [v for k, v in os.environ.items() if k.startswith("SOAR_SECRET_")]
 
     def abandon(self, task: asyncio.Future[Any]) -> None:
         """Keep a timed-out action that ignores cancellation referenced until it ends."""

@@ -100,3 +100,36 @@ def test_no_command_prints_the_secret(
     assert "calling the vault with key [redacted] for jdoe" in caplog.text
     assert exported.count("\n") > 5
     assert all(CANARY not in text for text in outputs)
+
+
+def test_a_secret_from_the_encrypted_store_reaches_the_action_and_no_output(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SOAR_SECRET_VAULT_API_KEY")
+    monkeypatch.setenv("SOAR_SECRETS__KEY_FILE", str(tmp_path / "secrets.key"))
+    playbook = tmp_path / "leaky.playbook.yaml"
+    playbook.write_text(PLAYBOOK)
+    outputs: list[str] = []
+
+    def invoke(*args: str, stdin: str | None = None) -> str:
+        result = runner.invoke(cli, list(args), input=stdin)
+        outputs.extend([result.output, result.stderr])
+        failed_run = args[0] == "run" and result.exit_code == 1  # the playbook fails on purpose
+        assert result.exit_code == 0 or failed_run, result.output
+        return result.stdout
+
+    invoke("secrets", "keygen", str(tmp_path / "secrets.key"))
+    invoke("secrets", "set", "vault.api_key", stdin=CANARY + "\n")
+    listed = invoke("secrets", "list")
+    assert listed.startswith("vault.api_key\t")
+    shown = invoke("runs", "show", json.loads(invoke("run", str(playbook), "--json"))["run_id"])
+    assert "the vault refused key [redacted]" in shown  # the store's value reached the action
+    invoke("secrets", "keygen", str(tmp_path / "next.key"))
+    invoke("secrets", "rotate", "--to", str(tmp_path / "next.key"))
+    monkeypatch.setenv("SOAR_SECRETS__KEY_FILE", str(tmp_path / "next.key"))
+    again = invoke("runs", "show", json.loads(invoke("run", str(playbook), "--json"))["run_id"])
+    assert "the vault refused key [redacted]" in again
+    invoke("secrets", "delete", "vault.api_key")
+    assert "no secrets" in invoke("secrets", "list")
+    assert CANARY not in (tmp_path / "secrets.json").read_text()
+    assert all(CANARY not in text for text in outputs)
