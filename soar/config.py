@@ -105,6 +105,29 @@ class AuditSettings(BaseModel):
     log_id: str = Field(default="soar", min_length=1, description="the log's name in checkpoints")
 
 
+class ConnectorLimits(BaseModel):
+    """How hard one connector may be driven (docs/connectors.md, "Fewer calls")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cache_ttl: dict[str, timedelta] | None = Field(
+        default=None,
+        description="per action: how long its output is reused (only actions that declare a "
+        "cache_ttl, i.e. read-only ones; 0 turns it off)",
+    )
+    rate: float | None = Field(default=None, gt=0, description="calls per second at most")
+    burst: int | None = Field(default=None, ge=1, description="calls at once (default: rate)")
+    breaker_calls: int | None = Field(
+        default=None, ge=1, description="the last N calls the circuit breaker looks at"
+    )
+    breaker_ratio: float = Field(
+        default=0.5, gt=0, le=1, description="the share of those that failed to open it"
+    )
+    breaker_open: timedelta = Field(
+        default=timedelta(seconds=30), gt=timedelta(0), description="how long it stays open"
+    )
+
+
 class SecretsSettings(BaseModel):
     """The encrypted secret store (`soar secrets`); environment variables `SOAR_SECRET_<CONNECTOR>_
     <NAME>` are the second source, for secrets the store does not hold."""
@@ -166,6 +189,10 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     audit: AuditSettings = AuditSettings()
     secrets: SecretsSettings = SecretsSettings()
+    limits: dict[str, ConnectorLimits] = Field(
+        default_factory=dict,
+        description="per connector: output cache, rate limit and circuit breaker",
+    )
     telemetry: TelemetrySettings = TelemetrySettings()
     connectors: dict[str, dict[str, JsonValue]] = Field(
         default_factory=dict, description="per connector: its settings (URLs, base DNs, ...)"

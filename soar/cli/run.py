@@ -146,6 +146,7 @@ async def _run(
             audit=settings.audit.enabled,
             tracing=tracing,
             secrets=secrets_or_exit(settings),
+            limits=settings.limits,
         )
         checkpointer = None if dry_run else optional_checkpointer(settings, store)
         seen: dict[str, RunExecutor] = {}

@@ -141,6 +141,7 @@ async def configured_engine() -> AsyncIterator[Engine]:
             connector_settings=settings.connectors,
             audit=settings.audit.enabled,
             secrets=secrets_or_exit(settings),
+            limits=settings.limits,
             worker=f"{settings.worker_name}-cli",
             lease_ttl=settings.lease_ttl,
         )

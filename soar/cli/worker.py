@@ -83,6 +83,7 @@ async def _work(settings: Settings) -> None:
             tracing=tracing,
             instruments=metrics.instruments,
             secrets=secrets,
+            limits=settings.limits,
             worker=settings.worker_name,
             lease_ttl=settings.lease_ttl,
         )

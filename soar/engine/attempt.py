@@ -15,6 +15,7 @@ from soar.connectors.action import ActionSpec
 from soar.connectors.context import ActionContext
 from soar.engine.backoff import retry_delay
 from soar.engine.evidence import LOG_FILTER
+from soar.engine.guards import CircuitOpen
 from soar.engine.outputs import placeholder_output
 from soar.engine.scope import jsonable, render
 from soar.errors import ActionFailed, EvaluationError
@@ -182,7 +183,7 @@ class Attempts:
         ex = self.executor
         tracing = ex.engine.tracing
         if not tracing.enabled:
-            return await self._call(spec, inputs, key, limit, attempt)
+            return await self._guarded(spec, inputs, key, limit, attempt)
         attributes: dict[str, str | int | bool] = {
             PLAYBOOK: ex.run.playbook_id,
             VERSION: ex.run.playbook_version,
@@ -198,12 +199,34 @@ class Attempts:
                     ATTEMPT: attempt,
                 }
                 with tracing.span("soar.connector.call", span.ref, call_attributes):
-                    output = await self._call(spec, inputs, key, limit, attempt)
+                    output = await self._guarded(spec, inputs, key, limit, attempt)
             except AttemptFailed as failure:
                 span.set(OUTCOME, "retryable" if failure.retryable else "failed")
                 raise
             span.set(OUTCOME, "succeeded")
             return output
+
+    async def _guarded(
+        self, spec: ActionSpec, inputs: dict[str, JsonValue], key: str, limit: float, attempt: int
+    ) -> JsonValue:
+        """`_call` behind the connector's guards: a cached output of a read-only action, its
+        rate limit, its circuit breaker (see `guards`)."""
+        guards = self.executor.engine.guards
+        hit, output = guards.cached(spec, inputs)
+        if hit:
+            return output
+        try:
+            await guards.pace(spec.connector)
+        except CircuitOpen as exc:
+            raise AttemptFailed(str(exc), retryable=True) from None
+        try:
+            output = await self._call(spec, inputs, key, limit, attempt)
+        except AttemptFailed as failure:
+            guards.record(spec.connector, ok=not failure.retryable)
+            raise
+        guards.record(spec.connector, ok=True)
+        guards.remember(spec, inputs, output)
+        return output
 
     async def _call(
         self, spec: ActionSpec, inputs: dict[str, JsonValue], key: str, limit: float, attempt: int

@@ -29,6 +29,7 @@ from typing import Any
 from croniter import croniter
 from pydantic import JsonValue
 
+from soar.config import ConnectorLimits
 from soar.connectors.action import ActionSpec
 from soar.connectors.context import Secrets
 from soar.connectors.registry import Registry
@@ -36,6 +37,7 @@ from soar.engine.attempt import AttemptFailed
 from soar.engine.clock import Clock, SystemClock
 from soar.engine.evidence import ENGINE, Evidence
 from soar.engine.executor import RunExecutor
+from soar.engine.guards import Guards
 from soar.engine.scope import jsonable, render
 from soar.errors import BadInputs, ConflictError, EvaluationError, LeaseLost, StoreError
 from soar.models import Alert
@@ -90,6 +92,7 @@ class Engine:
         tracing: Tracing = NO_TRACING,
         worker: str = "soar",
         lease_ttl: float = 15.0,
+        limits: Mapping[str, ConnectorLimits] | None = None,
     ) -> None:
         """`worker` names this engine in leases and logs (its id adds host, pid and a random
         part); a worker whose heartbeat is `lease_ttl` seconds old is dead to the others."""
@@ -105,6 +108,7 @@ class Engine:
         self.evidence = Evidence(enabled=audit, secrets=self._secret_values())
         self.instruments = instruments
         self.tracing = tracing
+        self.guards = Guards(limits)
         self._new_id = new_id or (lambda: uuid.uuid4().hex)
         self.playbooks: dict[str, LoadedPlaybook] = {}
         self.versions: dict[str, LoadedPlaybook] = {}
