@@ -3,7 +3,6 @@ kill a process and collect a file over Real Time Response. See docs/connectors/e
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -12,7 +11,7 @@ from typing import Final
 from pydantic import BaseModel, Field, JsonValue
 
 from soar.connectors import ActionContext, ActionFailed, Connector, TargetKind
-from soar_edr._falcon import Falcon, FalconError, base_url_of
+from soar_edr._falcon import Falcon, FalconError, FileTooLarge, base_url_of
 
 __all__ = [
     "Collection",
@@ -20,6 +19,7 @@ __all__ = [
     "Containment",
     "Falcon",
     "FalconError",
+    "FileTooLarge",
     "Host",
     "HostRef",
     "KillRequest",
@@ -308,8 +308,3 @@ def _quoted(path: str) -> str:
     if '"' in path:
         raise ActionFailed("a path cannot contain double quotes", retryable=False)
     return f'"{path}"' if " " in path else path
-
-
-def filename_of(path: str) -> str:
-    """The last part of a host path, Windows or POSIX."""
-    return posixpath.basename(path.replace("\\", "/")) or "artifact"

@@ -38,6 +38,13 @@ class FalconError(Exception):
         self.status = status
 
 
+class FileTooLarge(FalconError):
+    """A downloaded file is over the caller's limit (not retryable)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
 @dataclass(frozen=True, slots=True)
 class _Token:
     value: str
@@ -247,19 +254,16 @@ class Falcon:
                     if response.status >= 400:
                         raise self._error(response.status, await _json(response), f"GET {path}")
                     if (response.content_length or 0) > limit:
-                        raise FalconError(
+                        raise FileTooLarge(
                             f"the file is {response.content_length} bytes, over the limit of "
-                            f"{limit}",
-                            retryable=False,
+                            f"{limit}"
                         )
                     chunks: list[bytes] = []
                     size = 0
                     async for chunk in response.content.iter_chunked(65536):
                         size += len(chunk)
                         if size > limit:
-                            raise FalconError(
-                                f"the file is over the limit of {limit} bytes", retryable=False
-                            )
+                            raise FileTooLarge(f"the file is over the limit of {limit} bytes")
                         chunks.append(chunk)
                     return b"".join(chunks)
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -387,7 +391,8 @@ class Falcon:
             text = f"the EDR refused the credentials ({what}): {message}"
         else:
             text = f"the EDR answered {status} to {what}: {message}"
-        return FalconError(self.hide(text), retryable=status >= 500, status=status)
+        retryable = status >= 500 or status in (408, 429)
+        return FalconError(self.hide(text), retryable=retryable, status=status)
 
 
 def _resources(body: Envelope) -> list[JsonValue]:
