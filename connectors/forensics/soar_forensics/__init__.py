@@ -75,7 +75,7 @@ class ArtifactRef(BaseModel):
     size: int
     path: str = Field(description="the artifact's file in the store")
     record: str = Field(description="its JSON record (collector, source, chain of custody)")
-    source: str = Field(description="the URL, or edr:<session>/<filename>")
+    source: str = Field(description="the URL (without query), or `edr:SESSION/FILENAME`")
     changed: bool = Field(description="false when this key had already collected it")
     custody_head: str = Field(
         description="SHA-256 of the custody entry this collection added: the run and the audit "
