@@ -1,0 +1,643 @@
+"""Real directory servers for the ldap connector's tests: an OpenLDAP slapd with the ppolicy and
+memberof overlays on a free loopback port, and a Samba Active Directory domain controller in a
+private network namespace (its LDAP ports are fixed), reached through a loopback forwarder.
+
+The recipes are those of docs/connectors/ldap.md ("How it is tested"). Both bind as their
+administrator with `BIND_PASSWORD`, the canary the tests look for in every output.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BIND_PASSWORD = "canary-ldap-secret-1234"  # noqa: S105 - the canary of the secret-leak test
+
+SLAPD = "/usr/sbin/slapd"
+SLAPADD = "/usr/sbin/slapadd"
+SLAPD_MODULES = Path("/usr/lib/ldap")
+SLAPD_SCHEMAS = Path("/etc/ldap/schema")
+OPENLDAP_BASE = "dc=example,dc=org"
+OPENLDAP_ADMIN = f"cn=admin,{OPENLDAP_BASE}"
+
+SAMBA = shutil.which("samba", path="/usr/sbin:/usr/bin:/sbin:/bin") or "/usr/sbin/samba"
+SAMBA_TOOL = shutil.which("samba-tool", path="/usr/bin:/usr/sbin") or "/usr/bin/samba-tool"
+AD_REALM = "EXAMPLE.TEST"
+AD_BASE = "DC=example,DC=test"
+AD_ADMIN = f"CN=Administrator,CN=Users,{AD_BASE}"
+AD_HOST_NAME = "DC1.example.test"
+LDAPS_PORT = 636
+
+
+class ServerMissing(Exception):
+    """The server's binaries are not installed here."""
+
+
+class ServerFailed(Exception):
+    """The server was installed but did not start; the message ends with its log."""
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _tail(text: str, lines: int = 30) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# -- OpenLDAP ----------------------------------------------------------------------------------
+
+SLAPD_CONF = """\
+include {schemas}/core.schema
+include {schemas}/cosine.schema
+include {schemas}/inetorgperson.schema
+include {schemas}/nis.schema
+modulepath {modules}
+moduleload back_mdb.la
+moduleload ppolicy.la
+moduleload memberof.la
+pidfile {dir}/slapd.pid
+argsfile {dir}/slapd.args
+
+database mdb
+suffix "{base}"
+rootdn "{admin}"
+rootpw {password}
+directory {dir}/data
+maxsize 104857600
+index objectClass eq
+index uid,cn,member,memberOf eq
+
+overlay ppolicy
+ppolicy_default "cn=default,ou=policies,{base}"
+ppolicy_use_lockout
+ppolicy_hash_cleartext
+
+overlay memberof
+memberof-refint TRUE
+
+access to attrs=userPassword
+  by self write
+  by anonymous auth
+  by * none
+access to * by * read
+"""
+
+SLAPD_SEED = """\
+dn: {base}
+objectClass: dcObject
+objectClass: organization
+dc: example
+o: Example
+
+dn: ou=people,{base}
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=groups,{base}
+objectClass: organizationalUnit
+ou: groups
+
+dn: ou=admins,{base}
+objectClass: organizationalUnit
+ou: admins
+
+dn: ou=services,{base}
+objectClass: organizationalUnit
+ou: services
+
+dn: ou=policies,{base}
+objectClass: organizationalUnit
+ou: policies
+
+dn: cn=default,ou=policies,{base}
+objectClass: device
+objectClass: pwdPolicy
+cn: default
+pwdAttribute: userPassword
+pwdLockout: TRUE
+pwdMaxFailure: 3
+pwdLockoutDuration: 0
+pwdFailureCountInterval: 0
+pwdAllowUserChange: TRUE
+pwdMustChange: FALSE
+"""
+
+
+@dataclass
+class Slapd:
+    """A running slapd: `url` is `ldap://127.0.0.1:PORT`, the suffix `OPENLDAP_BASE`."""
+
+    url: str
+    directory: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def settings(self) -> dict[str, object]:
+        return {
+            "url": self.url,
+            "bind_dn": OPENLDAP_ADMIN,
+            "base_dn": OPENLDAP_BASE,
+            "flavour": "openldap",
+            "users_dn": f"ou=people,{OPENLDAP_BASE}",
+            "service_account_bases": [f"ou=services,{OPENLDAP_BASE}"],
+        }
+
+    def log(self) -> str:
+        return (self.directory / "slapd.log").read_text(errors="replace")
+
+
+def slapd_installed() -> bool:
+    return all(Path(p).exists() for p in (SLAPD, SLAPADD, SLAPD_MODULES / "ppolicy.la"))
+
+
+@contextmanager
+def running_slapd(parent: Path) -> Iterator[Slapd]:
+    """A slapd with ppolicy and memberof in a new directory under `parent`, seeded with the
+    base entries and the default password policy; stopped and removed at the end.
+
+    Raises:
+        ServerMissing: slapd is not installed.
+        ServerFailed: it would not start (the message has its log).
+    """
+    if not slapd_installed():
+        raise ServerMissing("OpenLDAP slapd with ppolicy is not installed (.ci/install-ldap)")
+    directory = Path(tempfile.mkdtemp(prefix="slapd-", dir=parent))
+    (directory / "data").mkdir()
+    conf = directory / "slapd.conf"
+    conf.write_text(
+        SLAPD_CONF.format(
+            schemas=SLAPD_SCHEMAS,
+            modules=SLAPD_MODULES,
+            dir=directory,
+            base=OPENLDAP_BASE,
+            admin=OPENLDAP_ADMIN,
+            password=BIND_PASSWORD,
+        )
+    )
+    seed = directory / "base.ldif"
+    seed.write_text(SLAPD_SEED.format(base=OPENLDAP_BASE))
+    added = subprocess.run(  # noqa: S603 - fixed binary, our own files
+        [SLAPADD, "-f", str(conf), "-l", str(seed)], capture_output=True, text=True, check=False
+    )
+    if added.returncode != 0:
+        raise ServerFailed(f"slapadd failed ({added.returncode}):\n{_tail(added.stderr)}")
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        for _ in range(5):  # another program may take the port between the probe and slapd
+            port = free_port()
+            log = (directory / "slapd.log").open("wb")
+            process = subprocess.Popen(  # noqa: S603
+                [SLAPD, "-f", str(conf), "-h", f"ldap://127.0.0.1:{port}/", "-d", "stats"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+            log.close()
+            if _wait_listening(process, port, directory / "slapd.log", b"slapd starting"):
+                yield Slapd(url=f"ldap://127.0.0.1:{port}", directory=directory, process=process)
+                return
+            _stop(process)
+            process = None
+        text = (directory / "slapd.log").read_text(errors="replace")
+        raise ServerFailed(f"slapd did not start:\n{_tail(text)}")
+    finally:
+        if process is not None:
+            _stop(process)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _wait_listening(
+    process: subprocess.Popen[bytes], port: int, log: Path, ready: bytes, deadline: float = 10.0
+) -> bool:
+    """Whether *our* server came up: its ready line is logged and the port answers, while the
+    process is still alive (a port check alone may hit somebody else's server)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            return False
+        if ready in log.read_bytes():
+            with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        time.sleep(0.01)
+    return False
+
+
+def _stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# -- network namespaces ------------------------------------------------------------------------
+
+CLONE_NEWNET = 0x40000000
+
+# Run by `unshare -n` inside the new namespace: bring the loopback interface up (a new
+# namespace has it down), then become the server. No `ip` binary needed.
+_LOOPBACK_UP_THEN_EXEC = """\
+import fcntl, os, socket, struct, sys
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    req = struct.pack("16sH14x", b"lo", 0)
+    flags = struct.unpack("16sH14x", fcntl.ioctl(s, SIOCGIFFLAGS, req))[1]
+    fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def _setns(fd: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
+
+
+@dataclass
+class NamespaceForwarder:
+    """Listens on 127.0.0.1 (a free port, in the tests' namespace) and forwards each connection
+    to `target_port` on 127.0.0.1 inside another process's network namespace.
+
+    The upstream sockets are made by one thread that joined that namespace (setns only moves
+    the calling thread); a socket stays in the namespace it was made in, so the byte pumps can
+    run anywhere. TLS passes through untouched.
+    """
+
+    namespace_of: int
+    target_port: int
+    port: int = 0
+    _listener: socket.socket | None = None
+    _requests: list[tuple[threading.Event, list[socket.socket | BaseException]]] = field(
+        default_factory=list
+    )
+    _wake: threading.Condition = field(default_factory=threading.Condition)
+    _closed: bool = False
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        self._namespace_fd = os.open(f"/proc/{self.namespace_of}/ns/net", os.O_RDONLY)
+        self._dialer = threading.Thread(target=self._dial_loop, name="netns-dialer", daemon=True)
+        self._dialer.start()
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        accept = threading.Thread(target=self._accept_loop, name="netns-accept", daemon=True)
+        accept.start()
+        self._threads.append(accept)
+
+    def dial(self, timeout: float = 5.0) -> socket.socket:
+        """A socket connected to the target inside the namespace."""
+        done = threading.Event()
+        box: list[socket.socket | BaseException] = []
+        with self._wake:
+            self._requests.append((done, box))
+            self._wake.notify()
+        if not done.wait(timeout):
+            raise TimeoutError("the namespace dialer did not answer")
+        result = box[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _dial_loop(self) -> None:
+        _setns(self._namespace_fd)
+        while True:
+            with self._wake:
+                while not self._requests and not self._closed:
+                    self._wake.wait()
+                if self._closed:
+                    return
+                done, box = self._requests.pop(0)
+            try:
+                box.append(socket.create_connection(("127.0.0.1", self.target_port), timeout=5))
+            except OSError as exc:
+                box.append(exc)
+            done.set()
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = self.dial()
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            for source, sink in ((client, upstream), (upstream, client)):
+                pump = threading.Thread(target=_pump, args=(source, sink), daemon=True)
+                pump.start()
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify_all()
+        if self._listener is not None:
+            with suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
+            self._listener.close()
+        for thread in self._threads:
+            thread.join(2)
+        self._dialer.join(2)
+        os.close(self._namespace_fd)
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        source.close()
+
+
+# -- Samba AD DC -------------------------------------------------------------------------------
+
+SAMBA_PROVISION_OPTIONS = (
+    "--realm=" + AD_REALM,
+    "--domain=EXAMPLE",
+    "--server-role=dc",
+    "--dns-backend=NONE",
+    "--host-name=dc1",
+    "--host-ip=127.0.0.1",
+    "--option=interfaces=lo",
+    "--option=bind interfaces only=yes",
+)
+SAMBA_PASSWORD_SETTINGS = (
+    "--complexity=on",
+    "--min-pwd-age=0",
+    "--history-length=0",
+    "--account-lockout-threshold=0",
+)
+
+
+@dataclass
+class SambaDC:
+    """A running Samba AD DC: LDAPS 636 in its own namespace, reached at `url` (a forwarder)."""
+
+    url: str
+    directory: Path
+    process: subprocess.Popen[bytes]
+    forwarder: NamespaceForwarder
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / "private" / "tls" / "ca.pem"
+
+    @property
+    def settings(self) -> dict[str, object]:
+        return {
+            "url": self.url,
+            "bind_dn": AD_ADMIN,
+            "base_dn": AD_BASE,
+            "flavour": "ad",
+            "tls_ca_file": str(self.ca_file),
+            "tls_server_name": AD_HOST_NAME,
+            "users_dn": f"CN=Users,{AD_BASE}",
+            "service_account_bases": [f"OU=Services,{AD_BASE}"],
+        }
+
+    def log(self) -> str:
+        return (self.directory / "samba.out").read_text(errors="replace")
+
+
+def samba_installed() -> bool:
+    return Path(SAMBA).exists() and Path(SAMBA_TOOL).exists()
+
+
+def _samba_version() -> str:
+    out = subprocess.run(  # noqa: S603
+        [SAMBA, "--version"], capture_output=True, text=True, check=False
+    )
+    return out.stdout.strip()
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "soar"
+
+
+def _samba_conf_options(directory: Path) -> list[str]:
+    """Options that keep the instance in its own directory (none of /run/samba, /var/lib)."""
+    return [
+        f"--option=log file={directory}/log.%m",
+        f"--option=pid directory={directory}/run",
+        f"--option=ncalrpc dir={directory}/run/ncalrpc",
+        f"--option=winbindd socket directory={directory}/run/winbindd",
+        f"--option=ntp signd socket directory={directory}/run/ntp_signd",
+    ]
+
+
+def provisioned_domain(log: Callable[[str], None] = lambda _: None) -> Path:
+    """A provisioned domain directory to copy from, made once per Samba version and recipe and
+    kept under ~/.cache/soar (provisioning takes ~4 s). Made in a scratch directory and renamed
+    into place, so concurrent sessions never see half of one.
+
+    Raises:
+        ServerFailed: provisioning failed (the message has its output).
+    """
+    recipe = "\n".join(
+        (_samba_version(), BIND_PASSWORD, *SAMBA_PROVISION_OPTIONS, *SAMBA_PASSWORD_SETTINGS)
+    )
+    key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
+    template = _cache_root() / f"samba-ad-{key}"
+    if (template / "etc" / "smb.conf").exists() and (template / "ready").exists():
+        return template
+    _cache_root().mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="samba-provision-", dir=_cache_root()))
+    try:
+        (scratch / "run").mkdir()
+        empty = scratch / "empty.conf"
+        empty.write_text("")
+        started = time.monotonic()
+        provision = subprocess.run(  # noqa: S603
+            [
+                SAMBA_TOOL,
+                "domain",
+                "provision",
+                "-s",
+                str(empty),
+                f"--targetdir={scratch}",
+                f"--adminpass={BIND_PASSWORD}",
+                *SAMBA_PROVISION_OPTIONS,
+                *_samba_conf_options(scratch),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        if provision.returncode != 0:
+            raise ServerFailed(
+                f"samba-tool domain provision failed ({provision.returncode}):\n"
+                f"{_tail(provision.stdout + provision.stderr)}"
+            )
+        policy = subprocess.run(  # noqa: S603
+            [
+                SAMBA_TOOL,
+                "domain",
+                "passwordsettings",
+                "set",
+                "-s",
+                str(scratch / "etc" / "smb.conf"),
+                *SAMBA_PASSWORD_SETTINGS,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        if policy.returncode != 0:
+            output = policy.stdout + policy.stderr
+            raise ServerFailed(f"samba-tool domain passwordsettings failed:\n{_tail(output)}")
+        (scratch / "template-dir").write_text(str(scratch))
+        (scratch / "ready").write_text(f"{time.monotonic() - started:.1f}s\n")
+        log(f"provisioned a Samba domain in {time.monotonic() - started:.1f}s")
+        try:
+            scratch.rename(template)
+        except OSError:  # another session put one there first: use that one
+            shutil.rmtree(scratch, ignore_errors=True)
+        return template
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+
+def copy_domain(template: Path, parent: Path) -> Path:
+    """A private copy of the provisioned domain, its smb.conf pointed at the copy."""
+    directory = Path(tempfile.mkdtemp(prefix="samba-", dir=parent))
+    shutil.copytree(template, directory, symlinks=True, dirs_exist_ok=True)
+    old = (template / "template-dir").read_text().strip()
+    conf = directory / "etc" / "smb.conf"
+    conf.write_text(conf.read_text().replace(old, str(directory)))
+    for stale in (directory / "run").glob("*"):
+        if stale.is_file():
+            stale.unlink()
+    return directory
+
+
+@contextmanager
+def running_samba(parent: Path) -> Iterator[SambaDC]:
+    """A Samba AD DC (LDAP service only, one process) in a private network namespace, on a copy
+    of the cached provisioned domain, with a loopback forwarder to its LDAPS port.
+
+    Raises:
+        ServerMissing: samba is not installed, or network namespaces cannot be made here.
+        ServerFailed: it would not provision or start (the message has its log).
+    """
+    if not samba_installed():
+        raise ServerMissing("Samba AD DC is not installed (.ci/install-ldap)")
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        raise ServerMissing("unshare (util-linux) is not installed")
+    template = provisioned_domain()
+    directory = copy_domain(template, parent)
+    out = directory / "samba.out"
+    process: subprocess.Popen[bytes] | None = None
+    forwarder: NamespaceForwarder | None = None
+    try:
+        with out.open("wb") as log:
+            process = subprocess.Popen(  # noqa: S603
+                [
+                    unshare,
+                    "-n",
+                    "--",
+                    sys.executable,
+                    "-c",
+                    _LOOPBACK_UP_THEN_EXEC,
+                    SAMBA,
+                    "-s",
+                    str(directory / "etc" / "smb.conf"),
+                    "-F",
+                    "--no-process-group",
+                    "-M",
+                    "single",
+                    "--option=server services=ldap",
+                    "-d",
+                    "1",
+                    "--debug-stdout",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        forwarder = _forward_when_listening(process, out)
+        yield SambaDC(
+            url=f"ldaps://127.0.0.1:{forwarder.port}",
+            directory=directory,
+            process=process,
+            forwarder=forwarder,
+        )
+    finally:
+        if forwarder is not None:
+            forwarder.close()
+        if process is not None:
+            _stop(process)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _forward_when_listening(
+    process: subprocess.Popen[bytes], out: Path, deadline: float = 30.0
+) -> NamespaceForwarder:
+    end = time.monotonic() + deadline
+    # The namespace exists once unshare has exec'd the Python helper; wait for samba itself.
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            raise ServerFailed(
+                f"samba exited with {process.returncode}:\n{_tail(out.read_text(errors='replace'))}"
+            )
+        try:
+            exe = os.readlink(f"/proc/{process.pid}/exe")
+        except OSError:
+            exe = ""
+        if Path(exe).name == "samba":
+            break
+        time.sleep(0.01)
+    forwarder = NamespaceForwarder(namespace_of=process.pid, target_port=LDAPS_PORT)
+    forwarder.start()
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            forwarder.close()
+            raise ServerFailed(
+                f"samba exited with {process.returncode}:\n{_tail(out.read_text(errors='replace'))}"
+            )
+        try:
+            forwarder.dial(timeout=2).close()
+            return forwarder
+        except OSError:
+            time.sleep(0.05)
+    forwarder.close()
+    raise ServerFailed(
+        f"samba's LDAPS port did not open:\n{_tail(out.read_text(errors='replace'))}"
+    )
