@@ -16,12 +16,12 @@ from soar_edr._falcon import Falcon, FalconError, FileTooLarge, base_url_of
 __all__ = [
     "Collection",
     "CollectionRequest",
-    "Containment",
     "Falcon",
     "FalconError",
     "FileTooLarge",
     "Host",
     "HostRef",
+    "HostState",
     "KillRequest",
     "KillResult",
     "base_url_of",
@@ -35,7 +35,12 @@ edr = Connector(
 SECRETS: Final = ("client_id", "client_secret")
 _MARGIN: Final = 0.5  # seconds kept from the budget so the action reports its own timeout
 _CONTAINED: Final = frozenset({"contained", "containment_pending"})
-_HOSTNAME = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_HOST = Field(
+    min_length=1,
+    max_length=255,
+    pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+    description="a hostname, or a Falcon device id (32 hex digits)",
+)
 
 GET_TIMEOUT: Final = timedelta(seconds=20)
 CONTAIN_TIMEOUT: Final = timedelta(seconds=30)
@@ -44,54 +49,61 @@ COLLECT_TIMEOUT: Final = timedelta(seconds=120)
 
 
 class HostRef(BaseModel):
-    hostname: str = _HOSTNAME
+    host: str = _HOST
 
 
 class Host(BaseModel):
-    device_id: str
-    hostname: str
-    status: str = Field(description="normal, containment_pending, contained, ...")
-    contained: bool
+    host: str = Field(description="the host as asked for (hostname or device id)")
+    isolated: bool = Field(description="contained, or containment pending")
+    device_id: str | None = None
+    hostname: str | None = None
+    status: str | None = Field(
+        default=None, description="Falcon's: normal, containment_pending, contained, ..."
+    )
     platform: str | None = None
     os_version: str | None = None
     local_ip: str | None = None
     last_seen: str | None = None
 
 
-class Containment(BaseModel):
-    device_id: str
-    hostname: str
-    status: str
-    contained: bool
-    changed: bool = Field(description="false when the host was already in that state")
+class HostState(BaseModel):
+    host: str = Field(description="the host as asked for (hostname or device id)")
+    isolated: bool
+    device_id: str | None = None
+    hostname: str | None = None
+    status: str | None = None
+    changed: bool | None = Field(
+        default=None, description="false when the host was already in that state"
+    )
 
 
 class KillRequest(BaseModel):
-    hostname: str = _HOSTNAME
+    host: str = _HOST
     pid: int = Field(ge=1, le=2**31 - 1)
 
 
 class KillResult(BaseModel):
-    device_id: str
-    hostname: str
+    host: str
     pid: int
-    changed: bool = Field(description="false when no such process was running")
+    device_id: str | None = None
+    changed: bool | None = Field(default=None, description="false when no such process ran")
 
 
 class CollectionRequest(BaseModel):
-    hostname: str = _HOSTNAME
+    host: str = _HOST
     path: str = Field(min_length=1, max_length=1024, description="the file's path on the host")
 
 
 class Collection(BaseModel):
-    device_id: str
-    hostname: str
+    host: str
     session_id: str
-    path: str
-    filename: str
+    filename: str = Field(description="the file's path on the host, as the EDR names it")
     sha256: str = Field(description="the file's SHA-256 as the EDR reports it")
+    device_id: str | None = None
     size: int | None = None
-    changed: bool = Field(description="false when the session already held this file")
+    changed: bool | None = Field(
+        default=None, description="false when the session already held this file"
+    )
 
 
 @asynccontextmanager
@@ -109,17 +121,18 @@ async def _falcon(ctx: ActionContext, budget: timedelta) -> AsyncIterator[Falcon
         raise ActionFailed(exc.message, retryable=exc.retryable) from None
 
 
-def _host(record: dict[str, JsonValue]) -> Host:
+def _host(host: str, record: dict[str, JsonValue]) -> Host:
     def text(name: str) -> str | None:
         value = record.get(name)
         return value if isinstance(value, str) else None
 
     status = text("status") or "unknown"
     return Host(
-        device_id=text("device_id") or "",
-        hostname=text("hostname") or "",
+        host=host,
+        isolated=status in _CONTAINED,
+        device_id=text("device_id"),
+        hostname=text("hostname"),
         status=status,
-        contained=status in _CONTAINED,
         platform=text("platform_name"),
         os_version=text("os_version"),
         local_ip=text("local_ip"),
@@ -127,8 +140,19 @@ def _host(record: dict[str, JsonValue]) -> Host:
     )
 
 
-async def _lookup(falcon: Falcon, hostname: str) -> Host:
-    return _host(await falcon.device(await falcon.find_device(hostname)))
+async def _lookup(falcon: Falcon, host: str) -> Host:
+    return _host(host, await falcon.device(await falcon.resolve(host)))
+
+
+def _state(found: Host, *, changed: bool) -> HostState:
+    return HostState(
+        host=found.host,
+        isolated=found.isolated,
+        device_id=found.device_id,
+        hostname=found.hostname,
+        status=found.status,
+        changed=changed,
+    )
 
 
 @edr.action(
@@ -136,36 +160,24 @@ async def _lookup(falcon: Falcon, hostname: str) -> Host:
     idempotent=True,
     timeout=GET_TIMEOUT,
     target=TargetKind.HOST,
-    target_field="hostname",
+    target_field="host",
     cache_ttl=timedelta(seconds=30),
 )
 async def get_host(ctx: ActionContext, params: HostRef) -> Host:
-    """Look a host up by hostname: its device id, containment status, platform, last seen."""
+    """Look a host up by hostname or device id: its containment, platform, address, last seen."""
     async with _falcon(ctx, GET_TIMEOUT) as falcon:
-        return await _lookup(falcon, params.hostname)
+        return await _lookup(falcon, params.host)
 
 
-async def _contain(ctx: ActionContext, params: HostRef, *, contain: bool) -> Containment:
+async def _contain(ctx: ActionContext, params: HostRef, *, contain: bool) -> HostState:
     async with _falcon(ctx, CONTAIN_TIMEOUT) as falcon:
-        host = await _lookup(falcon, params.hostname)
-        if host.contained == contain or ctx.dry_run:
-            return Containment(
-                device_id=host.device_id,
-                hostname=host.hostname,
-                status=host.status,
-                contained=host.contained,
-                changed=False,
-            )
-        action = "contain" if contain else "lift_containment"
-        await falcon.device_action(host.device_id, action)
-        after = _host(await falcon.device(host.device_id))
-    return Containment(
-        device_id=after.device_id,
-        hostname=after.hostname,
-        status=after.status,
-        contained=contain,
-        changed=True,
-    )
+        found = await _lookup(falcon, params.host)
+        if found.isolated == contain or ctx.dry_run:
+            return _state(found, changed=False)
+        assert found.device_id is not None  # noqa: S101 - read from the device record
+        await falcon.device_action(found.device_id, "contain" if contain else "lift_containment")
+        after = _host(params.host, await falcon.device(found.device_id))
+    return _state(after.model_copy(update={"isolated": contain}), changed=True)
 
 
 @edr.action(
@@ -174,9 +186,9 @@ async def _contain(ctx: ActionContext, params: HostRef, *, contain: bool) -> Con
     timeout=CONTAIN_TIMEOUT,
     compensate="edr.release_host",
     target=TargetKind.HOST,
-    target_field="hostname",
+    target_field="host",
 )
-async def isolate_host(ctx: ActionContext, params: HostRef) -> Containment:
+async def isolate_host(ctx: ActionContext, params: HostRef) -> HostState:
     """Contain a host (network isolation). A host already contained, or on its way to it, is
     left as is (`changed: false`). Undone by `edr.release_host`."""
     return await _contain(ctx, params, contain=True)
@@ -188,37 +200,29 @@ async def isolate_host(ctx: ActionContext, params: HostRef) -> Containment:
     timeout=CONTAIN_TIMEOUT,
     compensate="edr.isolate_host",
     target=TargetKind.HOST,
-    target_field="hostname",
+    target_field="host",
 )
-async def release_host(ctx: ActionContext, params: HostRef) -> Containment:
+async def release_host(ctx: ActionContext, params: HostRef) -> HostState:
     """Lift a host's containment. A host that is not contained is left as is (`changed:
     false`). Undone by `edr.isolate_host`."""
     return await _contain(ctx, params, contain=False)
 
 
-async def _in_state(ctx: ActionContext, params: HostRef, contained: bool) -> Containment | None:
+async def _in_state(ctx: ActionContext, params: HostRef, isolated: bool) -> HostState | None:
     async with _falcon(ctx, GET_TIMEOUT) as falcon:
-        host = await _lookup(falcon, params.hostname)
-    if host.contained != contained:
-        return None
-    return Containment(
-        device_id=host.device_id,
-        hostname=host.hostname,
-        status=host.status,
-        contained=contained,
-        changed=True,
-    )
+        found = await _lookup(falcon, params.host)
+    return _state(found, changed=True) if found.isolated == isolated else None
 
 
 @edr.verify("isolate_host")
-async def is_isolated(ctx: ActionContext, params: HostRef) -> Containment | None:
-    """The host's containment when it is contained (or pending), else None."""
+async def is_isolated(ctx: ActionContext, params: HostRef) -> HostState | None:
+    """The host's state when it is contained (or pending), else None."""
     return await _in_state(ctx, params, True)
 
 
 @edr.verify("release_host")
-async def is_released(ctx: ActionContext, params: HostRef) -> Containment | None:
-    """The host's containment when it is not contained, else None."""
+async def is_released(ctx: ActionContext, params: HostRef) -> HostState | None:
+    """The host's state when it is not contained, else None."""
     return await _in_state(ctx, params, False)
 
 
@@ -227,7 +231,7 @@ async def is_released(ctx: ActionContext, params: HostRef) -> Containment | None
     idempotent=True,
     timeout=KILL_TIMEOUT,
     target=TargetKind.HOST,
-    target_field="hostname",
+    target_field="host",
 )
 async def kill_process(ctx: ActionContext, params: KillRequest) -> KillResult:
     """Kill one process by pid over Real Time Response (`kill <pid>`). A pid with no process
@@ -235,17 +239,15 @@ async def kill_process(ctx: ActionContext, params: KillRequest) -> KillResult:
     if ctx.dry_run:
         raise ActionFailed("kill_process takes effect: not run in a dry run", retryable=False)
     async with _falcon(ctx, KILL_TIMEOUT) as falcon:
-        device_id = await falcon.find_device(params.hostname)
+        device_id = await falcon.resolve(params.host)
         session_id = await falcon.open_session(device_id)
         result = await falcon.responder_command(session_id, device_id, "kill", f"kill {params.pid}")
-    stderr = result.get("stderr")
-    if isinstance(stderr, str) and stderr.strip():
-        if _no_such_process(stderr):
-            return KillResult(
-                device_id=device_id, hostname=params.hostname, pid=params.pid, changed=False
-            )
-        raise ActionFailed(f"kill {params.pid} failed: {stderr.strip()[:300]}", retryable=False)
-    return KillResult(device_id=device_id, hostname=params.hostname, pid=params.pid, changed=True)
+        stderr = result.get("stderr")
+        if isinstance(stderr, str) and stderr.strip() and not _no_such_process(stderr):
+            text = falcon.hide(f"kill {params.pid} failed: {stderr.strip()[:300]}")
+            raise ActionFailed(text, retryable=False)
+    changed = not (isinstance(stderr, str) and stderr.strip())
+    return KillResult(host=params.host, pid=params.pid, device_id=device_id, changed=changed)
 
 
 def _no_such_process(stderr: str) -> bool:
@@ -259,52 +261,26 @@ def _no_such_process(stderr: str) -> bool:
     idempotent=True,
     timeout=COLLECT_TIMEOUT,
     target=TargetKind.HOST,
-    target_field="hostname",
+    target_field="host",
 )
 async def start_forensic_collection(ctx: ActionContext, params: CollectionRequest) -> Collection:
     """Collect one file from a host over Real Time Response (`get <path>`) and wait until the
-    EDR holds it. Returns the session and the file's SHA-256, which `forensics.collect_artifact`
-    downloads. A file already collected in the host's session is returned (`changed: false`)."""
+    EDR holds it. Returns the session and the file's SHA-256, which `forensics.collect`
+    downloads (`edr:` input). A file already collected in the session is returned as it is
+    (`changed: false`)."""
     if ctx.dry_run:
         raise ActionFailed("collection takes effect: not run in a dry run", retryable=False)
     async with _falcon(ctx, COLLECT_TIMEOUT) as falcon:
-        device_id = await falcon.find_device(params.hostname)
+        device_id = await falcon.resolve(params.host)
         session_id = await falcon.open_session(device_id)
-        found = _file(await falcon.session_files(session_id), params.path)
-        changed = False
-        if found is None:
-            result = await falcon.responder_command(
-                session_id, device_id, "get", f"get {_quoted(params.path)}"
-            )
-            stderr = result.get("stderr")
-            if isinstance(stderr, str) and stderr.strip():
-                raise ActionFailed(f"get failed: {stderr.strip()[:300]}", retryable=False)
-            found = _file(await falcon.session_files(session_id), params.path)
-            changed = True
-        if found is None:
-            raise ActionFailed("the EDR lists no collected file yet", retryable=True)
-    sha256, size = found.get("sha256"), found.get("size")
+        found, changed = await falcon.collect_file(session_id, device_id, params.path)
+    size = found.get("size")
     return Collection(
+        host=params.host,
         device_id=device_id,
-        hostname=params.hostname,
         session_id=session_id,
-        path=params.path,
         filename=str(found.get("name")),
-        sha256=str(sha256),
+        sha256=str(found.get("sha256")),
         size=size if isinstance(size, int) else None,
         changed=changed,
     )
-
-
-def _file(files: list[dict[str, JsonValue]], path: str) -> dict[str, JsonValue] | None:
-    for item in files:
-        if item.get("name") == path and isinstance(item.get("sha256"), str):
-            return item
-    return None
-
-
-def _quoted(path: str) -> str:
-    """An RTR argument: quoted when it holds a space (RTR's own quoting)."""
-    if '"' in path:
-        raise ActionFailed("a path cannot contain double quotes", retryable=False)
-    return f'"{path}"' if " " in path else path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ _DEFAULT_REQUEST_TIMEOUT: Final = 30.0
 _DEFAULT_POLL_INTERVAL: Final = 0.5
 
 Envelope = dict[str, JsonValue]
+_DEVICE_ID: Final = re.compile(r"^[0-9a-fA-F]{32}\Z")
 
 
 class FalconError(Exception):
@@ -291,6 +293,13 @@ class Falcon:
             )
         return ids[0]
 
+    async def resolve(self, host: str) -> str:
+        """The device id of `host`: a Falcon device id (32 hex digits) as it is, else a
+        hostname looked up."""
+        if _DEVICE_ID.match(host):
+            return host.lower()
+        return await self.find_device(host)
+
     async def device(self, device_id: str) -> dict[str, JsonValue]:
         """The device record (`device_id`, `hostname`, `status`, ...)."""
         body = await self.request("GET", "/devices/entities/devices/v2", params={"ids": device_id})
@@ -373,6 +382,30 @@ class Falcon:
         )
         return [item for item in _resources(body) if isinstance(item, dict)]
 
+    async def collect_file(
+        self, session_id: str, device_id: str, path: str
+    ) -> tuple[dict[str, JsonValue], bool]:
+        """Have the EDR collect one file (`get <path>`) in the session, unless the session
+        already holds it; its file entry (`name`, `sha256`, `size`) and whether `get` ran.
+
+        Raises:
+            FalconError: `get` failed on the host (not retryable: its stderr), or as `request`.
+        """
+        found = _file(await self.session_files(session_id), path)
+        if found is not None:
+            return found, False
+        if '"' in path:
+            raise FalconError("a path cannot contain double quotes", retryable=False)
+        argument = f'"{path}"' if " " in path else path
+        result = await self.responder_command(session_id, device_id, "get", f"get {argument}")
+        stderr = result.get("stderr")
+        if isinstance(stderr, str) and stderr.strip():
+            raise FalconError(self.hide(f"get failed: {stderr.strip()[:300]}"), retryable=False)
+        found = _file(await self.session_files(session_id), path)
+        if found is None:
+            raise FalconError("the EDR lists no collected file yet", retryable=True)
+        return found, True
+
     # -- errors ------------------------------------------------------------------------------
 
     def _require_session(self) -> aiohttp.ClientSession:
@@ -393,6 +426,13 @@ class Falcon:
             text = f"the EDR answered {status} to {what}: {message}"
         retryable = status >= 500 or status in (408, 429)
         return FalconError(self.hide(text), retryable=retryable, status=status)
+
+
+def _file(files: list[dict[str, JsonValue]], path: str) -> dict[str, JsonValue] | None:
+    for item in files:
+        if item.get("name") == path and isinstance(item.get("sha256"), str):
+            return item
+    return None
 
 
 def _resources(body: Envelope) -> list[JsonValue]:

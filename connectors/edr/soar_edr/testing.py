@@ -51,6 +51,7 @@ class Device:
     status: str = "normal"
     processes: set[int] = field(default_factory=set)
     files: dict[str, bytes] = field(default_factory=dict)
+    protected: set[int] = field(default_factory=set)  # `kill` is refused: access denied
 
     def record(self) -> JSON:
         return {
@@ -290,7 +291,9 @@ class FalconTestServer:
         stderr = ""
         if base == "kill":
             pid = int(argument) if argument.isdigit() else -1
-            if pid in device.processes:
+            if pid in device.protected:
+                stderr = f"Access is denied: cannot kill process {pid}"
+            elif pid in device.processes:
                 device.processes.discard(pid)
                 self.effects[f"kill:{device.device_id}:{pid}"] += 1
             else:

@@ -24,12 +24,13 @@ async def call(
 
 
 async def test_get_host_reads_the_device_record(falcon: FalconTestServer) -> None:
-    host = await call(falcon, "get_host", hostname="web-01")
+    host = await call(falcon, "get_host", host="web-01")
     assert host.model_dump() == {
+        "host": "web-01",
         "device_id": falcon.host("web-01").device_id,
         "hostname": "web-01",
         "status": "normal",
-        "contained": False,
+        "isolated": False,
         "platform": "Windows",
         "os_version": "Windows 11",
         "local_ip": "10.0.0.5",
@@ -40,18 +41,28 @@ async def test_get_host_reads_the_device_record(falcon: FalconTestServer) -> Non
     assert edr.actions["get_host"].cache_ttl is not None
 
 
+async def test_a_device_id_is_used_as_it_is(falcon: FalconTestServer) -> None:
+    device_id = falcon.host("db-01").device_id
+    host = await call(falcon, "get_host", host=device_id)
+    assert (host.hostname, host.isolated) == ("db-01", True)  # type: ignore[attr-defined]
+    assert not [s for s in falcon.seen if s.path == "/devices/queries/devices/v1"]
+    with pytest.raises(ActionFailed, match="404") as failed:
+        await call(falcon, "get_host", host="0" * 32)
+    assert failed.value.retryable is False
+
+
 async def test_an_unknown_host_is_a_final_failure(falcon: FalconTestServer) -> None:
     with pytest.raises(ActionFailed, match="no host named 'nope-01'") as failed:
-        await call(falcon, "get_host", hostname="nope-01")
+        await call(falcon, "get_host", host="nope-01")
     assert failed.value.retryable is False
 
 
 async def test_isolating_contains_the_host_and_passes_the_idempotency_key(
     falcon: FalconTestServer,
 ) -> None:
-    result = await call(falcon, "isolate_host", key="run-1:isolate", hostname="web-01")
-    assert result.model_dump(include={"contained", "changed", "status"}) == {
-        "contained": True,
+    result = await call(falcon, "isolate_host", key="run-1:isolate", host="web-01")
+    assert result.model_dump(include={"isolated", "changed", "status"}) == {
+        "isolated": True,
         "changed": True,
         "status": "contained",
     }
@@ -62,8 +73,8 @@ async def test_isolating_contains_the_host_and_passes_the_idempotency_key(
 
 
 async def test_isolating_twice_with_the_same_key_contains_once(falcon: FalconTestServer) -> None:
-    first = await call(falcon, "isolate_host", key="run-1:isolate", hostname="web-01")
-    second = await call(falcon, "isolate_host", key="run-1:isolate", hostname="web-01")
+    first = await call(falcon, "isolate_host", key="run-1:isolate", host="web-01")
+    second = await call(falcon, "isolate_host", key="run-1:isolate", host="web-01")
     assert (first.changed, second.changed) == (True, False)  # type: ignore[attr-defined]
     device_id = falcon.host("web-01").device_id
     assert falcon.effects[f"contain:{device_id}"] == 1
@@ -73,10 +84,10 @@ async def test_isolating_twice_with_the_same_key_contains_once(falcon: FalconTes
 async def test_releasing_lifts_containment_and_a_free_host_is_left_alone(
     falcon: FalconTestServer,
 ) -> None:
-    released = await call(falcon, "release_host", hostname="db-01")
-    assert (released.contained, released.changed) == (False, True)  # type: ignore[attr-defined]
+    released = await call(falcon, "release_host", host="db-01")
+    assert (released.isolated, released.changed) == (False, True)  # type: ignore[attr-defined]
     assert falcon.writes(CONTAINMENT)[0].query == {"action_name": "lift_containment"}
-    again = await call(falcon, "release_host", hostname="web-01")
+    again = await call(falcon, "release_host", host="web-01")
     assert again.changed is False  # type: ignore[attr-defined]
     assert len(falcon.writes(CONTAINMENT)) == 1
 
@@ -85,36 +96,45 @@ async def test_verify_probes_report_the_state_in_place(falcon: FalconTestServer)
     spec = edr.actions["isolate_host"]
     assert spec.verify is not None
     ctx = ActionContext("k", settings=falcon.settings, secrets=falcon.secrets)
-    params = spec.input_model.model_validate({"hostname": "web-01"})
+    params = spec.input_model.model_validate({"host": "web-01"})
     assert await spec.verify(ctx, params) is None
-    await call(falcon, "isolate_host", hostname="web-01")
+    await call(falcon, "isolate_host", host="web-01")
     found = await spec.verify(ctx, params)
     assert found is not None
-    assert found.contained is True  # type: ignore[attr-defined]
+    assert found.isolated is True  # type: ignore[attr-defined]
 
 
 async def test_kill_process_kills_once_and_a_gone_pid_is_unchanged(
     falcon: FalconTestServer,
 ) -> None:
     falcon.pending_polls = 2
-    killed = await call(falcon, "kill_process", key="run-1:kill", hostname="web-01", pid=4242)
+    killed = await call(falcon, "kill_process", key="run-1:kill", host="web-01", pid=4242)
     assert (killed.pid, killed.changed) == (4242, True)  # type: ignore[attr-defined]
-    again = await call(falcon, "kill_process", key="run-1:kill", hostname="web-01", pid=4242)
+    again = await call(falcon, "kill_process", key="run-1:kill", host="web-01", pid=4242)
     assert again.changed is False  # type: ignore[attr-defined]
     assert falcon.effects[f"kill:{falcon.host('web-01').device_id}:4242"] == 1
     command = "/real-time-response/entities/active-responder-command/v1"
     assert {w.idempotency_key for w in falcon.writes(command)} == {"run-1:kill"}
 
 
+async def test_a_refused_kill_is_a_final_failure_with_the_edr_message(
+    falcon: FalconTestServer,
+) -> None:
+    falcon.host("web-01").protected.add(4)
+    with pytest.raises(ActionFailed, match="Access is denied") as failed:
+        await call(falcon, "kill_process", host="web-01", pid=4)
+    assert failed.value.retryable is False
+
+
 async def test_forensic_collection_gets_the_file_once(falcon: FalconTestServer) -> None:
     path = r"C:\evil.exe"
-    first = await call(falcon, "start_forensic_collection", hostname="web-01", path=path)
+    first = await call(falcon, "start_forensic_collection", host="web-01", path=path)
     assert first.model_dump(include={"filename", "size", "changed"}) == {
         "filename": path,
         "size": 13,
         "changed": True,
     }
-    second = await call(falcon, "start_forensic_collection", hostname="web-01", path=path)
+    second = await call(falcon, "start_forensic_collection", host="web-01", path=path)
     assert second.changed is False  # type: ignore[attr-defined]
     assert second.sha256 == first.sha256  # type: ignore[attr-defined]
     assert falcon.effects[f"get:{falcon.host('web-01').device_id}:{path}"] == 1
@@ -124,18 +144,18 @@ async def test_collecting_a_missing_file_fails_with_the_edr_message(
     falcon: FalconTestServer,
 ) -> None:
     with pytest.raises(ActionFailed, match="not found") as failed:
-        await call(falcon, "start_forensic_collection", hostname="web-01", path="C:\\none")
+        await call(falcon, "start_forensic_collection", host="web-01", path="C:\\none")
     assert failed.value.retryable is False
 
 
 ACTIONS = [
-    pytest.param("get_host", {"hostname": "web-01"}, id="get_host"),
-    pytest.param("isolate_host", {"hostname": "web-01"}, id="isolate_host"),
-    pytest.param("release_host", {"hostname": "db-01"}, id="release_host"),
-    pytest.param("kill_process", {"hostname": "web-01", "pid": 4242}, id="kill_process"),
+    pytest.param("get_host", {"host": "web-01"}, id="get_host"),
+    pytest.param("isolate_host", {"host": "web-01"}, id="isolate_host"),
+    pytest.param("release_host", {"host": "db-01"}, id="release_host"),
+    pytest.param("kill_process", {"host": "web-01", "pid": 4242}, id="kill_process"),
     pytest.param(
         "start_forensic_collection",
-        {"hostname": "web-01", "path": r"C:\evil.exe"},
+        {"host": "web-01", "path": r"C:\evil.exe"},
         id="start_forensic_collection",
     ),
 ]
@@ -156,7 +176,7 @@ async def test_a_server_error_is_retryable(
 async def test_a_client_error_is_final_with_the_api_message(
     falcon: FalconTestServer, action: str, inputs: dict[str, object]
 ) -> None:
-    await call(falcon, "get_host", hostname="web-01")  # a token first: the 400 hits the API
+    await call(falcon, "get_host", host="web-01")  # a token first: the 400 hits the API
     falcon.fail(times=1, status=400)
     with pytest.raises(ActionFailed, match=r"400.*internal server error") as failed:
         await call(falcon, action, **inputs)
@@ -199,7 +219,7 @@ async def test_a_slow_answer_times_out_as_retryable(
 async def test_an_expired_token_is_fetched_again(
     falcon: FalconTestServer, action: str, inputs: dict[str, object]
 ) -> None:
-    await call(falcon, "get_host", hostname="web-01")
+    await call(falcon, "get_host", host="web-01")
     assert falcon.token_requests == 1
     falcon.expire_tokens()
     await call(falcon, action, **inputs)
@@ -207,18 +227,18 @@ async def test_an_expired_token_is_fetched_again(
 
 
 async def test_the_token_is_cached_across_calls(falcon: FalconTestServer) -> None:
-    await call(falcon, "get_host", hostname="web-01")
-    await call(falcon, "get_host", hostname="db-01")
+    await call(falcon, "get_host", host="web-01")
+    await call(falcon, "get_host", host="db-01")
     assert falcon.token_requests == 1
 
 
 async def test_a_token_about_to_expire_is_not_used(falcon: FalconTestServer) -> None:
     falcon.expires_in = 1  # used for half its lifetime
-    await call(falcon, "get_host", hostname="web-01")
-    await call(falcon, "get_host", hostname="web-01")
+    await call(falcon, "get_host", host="web-01")
+    await call(falcon, "get_host", host="web-01")
     assert falcon.token_requests == 1
     await asyncio.sleep(0.6)
-    await call(falcon, "get_host", hostname="web-01")
+    await call(falcon, "get_host", host="web-01")
     assert falcon.token_requests == 2
 
 
@@ -230,7 +250,7 @@ async def test_wrong_credentials_are_final_and_name_no_secret(falcon: FalconTest
         secrets=Secrets({"client_id": "someone-else", "client_secret": "wrong-secret-9"}),
     )
     with pytest.raises(ActionFailed, match="403") as failed:
-        await spec.fn(ctx, spec.input_model.model_validate({"hostname": "web-01"}))
+        await spec.fn(ctx, spec.input_model.model_validate({"host": "web-01"}))
     assert failed.value.retryable is False
     assert "wrong-secret-9" not in str(failed.value)
 
@@ -241,7 +261,7 @@ async def test_an_unreachable_edr_is_retryable() -> None:
         settings, secrets = server.settings, server.secrets
     ctx = ActionContext("k", settings=settings, secrets=secrets)  # the server is gone
     with pytest.raises(ActionFailed, match="unreachable") as failed:
-        await spec.fn(ctx, spec.input_model.model_validate({"hostname": "web-01"}))
+        await spec.fn(ctx, spec.input_model.model_validate({"host": "web-01"}))
     assert failed.value.retryable is True
 
 
@@ -249,7 +269,7 @@ async def test_a_missing_base_url_is_a_final_failure(falcon: FalconTestServer) -
     spec = edr.actions["get_host"]
     ctx = ActionContext("k", settings={}, secrets=falcon.secrets)
     with pytest.raises(ActionFailed, match="base_url") as failed:
-        await spec.fn(ctx, spec.input_model.model_validate({"hostname": "web-01"}))
+        await spec.fn(ctx, spec.input_model.model_validate({"host": "web-01"}))
     assert failed.value.retryable is False
 
 
@@ -260,15 +280,15 @@ async def test_the_client_secret_shows_nowhere(
     caplog.set_level(logging.DEBUG)
     texts: list[str] = []
     outputs = [
-        await call(falcon, "get_host", hostname="web-01"),
-        await call(falcon, "isolate_host", hostname="web-01"),
-        await call(falcon, "kill_process", hostname="web-01", pid=4242),
+        await call(falcon, "get_host", host="web-01"),
+        await call(falcon, "isolate_host", host="web-01"),
+        await call(falcon, "kill_process", host="web-01", pid=4242),
     ]
     texts += [o.model_dump_json() for o in outputs]
     for switch in (lambda: falcon.fail(1, 500), lambda: falcon.fail(1, 404), falcon.expire_tokens):
         switch()
         try:
-            await call(falcon, "release_host", hostname="web-01")
+            await call(falcon, "release_host", host="web-01")
         except ActionFailed as exc:
             texts += [str(exc), repr(exc), repr(exc.__cause__), repr(exc.__context__)]
     spec = edr.actions["get_host"]
@@ -276,7 +296,7 @@ async def test_the_client_secret_shows_nowhere(
     falcon.client_secret = "rotated"  # noqa: S105 - the next token request is refused
     falcon.expire_tokens()
     with pytest.raises(ActionFailed) as refused:
-        await spec.fn(ctx, spec.input_model.model_validate({"hostname": "web-01"}))
+        await spec.fn(ctx, spec.input_model.model_validate({"host": "web-01"}))
     texts += [str(refused.value), repr(refused.value)]
     await asyncio.sleep(0)
     captured = capsys.readouterr()

@@ -23,11 +23,11 @@ trigger: {manual: true}
 steps:
   - id: isolate
     action: edr.isolate_host
-    with: {hostname: web-01}
-    compensate: {action: edr.release_host, with: {hostname: web-01}}
+    with: {host: web-01}
+    compensate: {action: edr.release_host, with: {host: web-01}}
   - id: look
     action: edr.get_host
-    with: {hostname: "{{ steps.isolate.output.hostname }}"}
+    with: {host: "{{ steps.isolate.output.host }}"}
   - id: boom
     action: core.fail
     with: {message: "the ticket system is down", retryable: false}
@@ -67,7 +67,7 @@ async def test_a_failed_run_releases_the_host_it_isolated(
     snapshot = await store.load_run(run_id)
     assert snapshot is not None
     assert snapshot.steps["isolate"].status is StepStatus.COMPENSATED
-    assert snapshot.steps["look"].output["contained"] is True  # type: ignore[index,call-overload]
+    assert snapshot.steps["look"].output["isolated"] is True  # type: ignore[index,call-overload]
     keys = {s.idempotency_key for s in falcon.seen if s.idempotency_key}
     assert keys == {f"{run_id}:isolate", f"{run_id}:isolate~compensate"}
 

@@ -159,7 +159,7 @@ class ArtifactStore:
             os.replace(temporary, path)
         entry: Record = {
             "at": at.isoformat(),
-            "actor": "soar forensics.collect_artifact",
+            "actor": "soar forensics.collect",
             "event": "collected",
             "idempotency_key": idempotency_key,
             "source": source,

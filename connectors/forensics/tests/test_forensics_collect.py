@@ -1,4 +1,4 @@
-"""`forensics.collect_artifact` from a URL and from the EDR; the store, its records, `verify`."""
+"""`forensics.collect` from a URL and from the EDR; the store, its records, `verify`."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def run_module(*args: str) -> tuple[int, str]:
 
 
 async def collect(ctx: ActionContext, **inputs: object) -> ArtifactRef:
-    spec = forensics.actions["collect_artifact"]
+    spec = forensics.actions["collect"]
     output = await spec.fn(ctx, spec.input_model.model_validate(inputs))
     assert isinstance(output, ArtifactRef)
     return output
@@ -81,7 +81,7 @@ async def collect(ctx: ActionContext, **inputs: object) -> ArtifactRef:
 async def edr_collection(falcon: FalconTestServer, path: str) -> dict[str, object]:
     spec = edr.actions["start_forensic_collection"]
     ctx = ActionContext("run-1:grab", settings=falcon.settings, secrets=falcon.secrets)
-    params = spec.input_model.model_validate({"hostname": "web-01", "path": path})
+    params = spec.input_model.model_validate({"host": "web-01", "path": path})
     return (await spec.fn(ctx, params)).model_dump(mode="json")
 
 
@@ -98,7 +98,7 @@ async def test_a_url_artifact_is_stored_by_its_sha256_with_a_record(
     assert record["sha256"] == sha256
     assert record["size"] == len(evil)
     assert record["collector"] == {
-        "action": "forensics.collect_artifact",
+        "action": "forensics.collect",
         "run_id": "run-1",
         "step": "fetch",
         "idempotency_key": "run-1:fetch",
@@ -123,7 +123,7 @@ async def test_an_edr_collection_is_downloaded_and_stored(
     assert ref.source == f"edr:{collection['session_id']}/{host_path}"
     record = read_json(ref.record)
     assert record["source"]["kind"] == "edr"
-    assert record["source"]["hostname"] == "web-01"
+    assert record["source"]["host"] == "web-01"
     assert record["source"]["base_url"] == falcon.url
     [download] = [s for s in falcon.seen if s.path == DOWNLOAD]
     assert download.query["sha256"] == ref.sha256
@@ -192,7 +192,7 @@ async def test_an_edr_file_over_the_limit_is_refused(
 def test_only_http_and_https_urls_are_accepted(url: str) -> None:
     with pytest.raises(ValidationError, match="only http and https URLs"):
         CollectRequest.model_validate({"url": url})
-    problems = forensics.actions["collect_artifact"].input_problems({"url": url})
+    problems = forensics.actions["collect"].input_problems({"url": url})
     assert problems == [(("url",), "only http and https URLs are collected")]
 
 
@@ -306,3 +306,62 @@ async def test_the_edr_secret_shows_nowhere(
     texts += every_file(store_dir)
     assert texts
     assert not [t for t in texts if secret in t]
+
+
+async def test_a_host_collection_stores_each_file_and_a_manifest(
+    falcon: FalconTestServer, store_dir: Path, host_path: str, evil: bytes
+) -> None:
+    profiles = {"triage": [host_path, r"C:\Windows\missing.evtx"]}
+    ctx = context(store_dir, "run-1:sweep", falcon, profiles=profiles)
+    ref = await collect(ctx, host="web-01", profile="triage")
+    assert ref.source == "host:web-01/triage"
+    kept, missing = ref.files
+    assert (kept.path, kept.sha256, kept.size) == (
+        host_path,
+        hashlib.sha256(evil).hexdigest(),
+        len(evil),
+    )
+    assert read_bytes(str(kept.stored)) == evil
+    assert missing.sha256 is None
+    assert "not found" in str(missing.error)
+    manifest = read_json(str(ref.path))
+    assert manifest["format"] == "soar-collection/1"
+    assert manifest["device_id"] == falcon.host("web-01").device_id
+    assert [f["path"] for f in manifest["files"]] == [host_path, r"C:\Windows\missing.evtx"]
+    record = read_json(str(ref.record))
+    assert record["source"]["kind"] == "edr-host"
+    assert record["source"]["profile"] == "triage"
+    assert main(["verify", str(store_dir), ref.sha256, str(kept.sha256)]) == 0
+
+    again = await collect(ctx, host="web-01", profile="triage")
+    assert again.model_dump() == {**ref.model_dump(), "changed": False}
+    assert len([s for s in falcon.seen if s.path == DOWNLOAD]) == 1
+    assert falcon.effects[f"get:{falcon.host('web-01').device_id}:{host_path}"] == 1
+
+
+async def test_a_host_collection_with_no_file_found_fails(
+    falcon: FalconTestServer, store_dir: Path
+) -> None:
+    ctx = context(store_dir, "run-1:sweep", falcon, profiles={"logs": [r"C:\none.evtx"]})
+    with pytest.raises(ActionFailed, match="no file of profile 'logs' was collected") as failed:
+        await collect(ctx, host="web-01", profile="logs")
+    assert failed.value.retryable is False
+
+
+async def test_an_unknown_profile_is_a_final_failure(
+    falcon: FalconTestServer, store_dir: Path
+) -> None:
+    with pytest.raises(ActionFailed, match="no collection profile 'deep'") as failed:
+        await collect(context(store_dir, "run-1:sweep", falcon), host="web-01", profile="deep")
+    assert failed.value.retryable is False
+
+
+async def test_a_host_collection_retries_when_the_edr_is_down(
+    falcon: FalconTestServer, store_dir: Path, host_path: str
+) -> None:
+    ctx = context(store_dir, "run-1:sweep", falcon, profiles={"triage": [host_path]})
+    falcon.fail(times=1, status=503)
+    with pytest.raises(ActionFailed, match="503") as failed:
+        await collect(ctx, host="web-01")
+    assert failed.value.retryable is True
+    assert (await collect(ctx, host="web-01")).files[0].sha256 is not None

@@ -24,12 +24,16 @@ trigger: {manual: true}
 steps:
   - id: grab
     action: edr.start_forensic_collection
-    with: {hostname: web-01, path: "PATH"}
+    with: {host: web-01, path: "PATH"}
   - id: keep
-    action: forensics.collect_artifact
+    action: forensics.collect
     with:
       edr: "{{ steps.grab.output }}"
-      description: "from {{ steps.grab.output.hostname }}"
+      description: "from {{ steps.grab.output.host }}"
+  - id: sweep
+    for_each: [web-01]
+    action: forensics.collect
+    with: {host: "{{ item }}", profile: triage}
 """
 
 
@@ -50,7 +54,11 @@ async def test_a_run_stores_the_collected_file_and_references_it(
         clock=FakeClock(),
         connector_settings={
             "edr": settings,
-            "forensics": {"store_dir": str(store_dir), "edr_base_url": falcon.url},
+            "forensics": {
+                "store_dir": str(store_dir),
+                "edr_base_url": falcon.url,
+                "profiles": {"triage": [host_path]},
+            },
         },
         secrets={
             "edr.client_id": falcon.client_id,
@@ -72,9 +80,15 @@ async def test_a_run_stores_the_collected_file_and_references_it(
         output = snapshot.steps["keep"].output
         assert isinstance(output, dict)
         record = read_json(str(output["record"]))
-        assert record["sha256"] == output["sha256"] == snapshot.steps["grab"].output["sha256"]  # type: ignore[index,call-overload]
+        grabbed = snapshot.steps["grab"].output
+        assert isinstance(grabbed, dict)
+        assert record["sha256"] == output["sha256"] == grabbed["sha256"]
+        swept = snapshot.steps["sweep[0]"].output
+        assert isinstance(swept, dict)
+        assert isinstance(swept["files"], list)
+        assert [f["sha256"] for f in swept["files"]] == [grabbed["sha256"]]  # type: ignore[index,call-overload]
         assert record["collector"] == {
-            "action": "forensics.collect_artifact",
+            "action": "forensics.collect",
             "run_id": run_id,
             "step": "keep",
             "idempotency_key": f"{run_id}:keep",
