@@ -109,14 +109,18 @@ class Lab:
 
     # -- seeding -------------------------------------------------------------------------------
 
-    def add_user(self, login: str | None = None, *, container: str | None = None) -> str:
-        """A user that can bind with USER_PASSWORD; returns its DN."""
+    def add_user(
+        self, login: str | None = None, *, container: str | None = None, rdn: str | None = None
+    ) -> str:
+        """A user that can bind with USER_PASSWORD; returns its DN. `rdn` is the value of its
+        RDN (CN on AD, uid on OpenLDAP) when it is not the login name."""
         login = login or self.unique()
         container = container or self.people
+        rdn = rdn or login
         conn = self.admin()
         try:
             if self.flavour == "ad":
-                dn = f"CN={escape_rdn(login)},{container}"
+                dn = f"CN={escape_rdn(rdn)},{container}"
                 conn.add(
                     dn,
                     ["top", "person", "organizationalPerson", "user"],
@@ -131,11 +135,14 @@ class Lab:
                 conn.extend.microsoft.modify_password(dn, USER_PASSWORD)
                 conn.modify(dn, {"userAccountControl": [(ldap3.MODIFY_REPLACE, ["512"])]})
             else:
-                dn = f"uid={escape_rdn(login)},{container}"
+                # A distinct RDN value goes in cn (the RDN value must be one of the entry's).
+                name = rdn if rdn != login else f"Test {login}"
+                attribute = "uid" if rdn == login else "cn"
+                dn = f"{attribute}={escape_rdn(rdn)},{container}"
                 conn.add(
                     dn,
                     ["inetOrgPerson"],
-                    {"uid": login, "cn": f"Test {login}", "sn": login, "mail": f"{login}@x.org"},
+                    {"uid": login, "cn": name, "sn": login, "mail": f"{login}@x.org"},
                 )
                 conn.extend.standard.modify_password(dn, new_password=USER_PASSWORD)
         finally:

@@ -614,6 +614,9 @@ def _forward_when_listening(
     # The namespace exists once unshare has exec'd the Python helper; wait for samba itself.
     while time.monotonic() < end:
         if process.poll() is not None:
+            text = out.read_text(errors="replace")
+            if "unshare failed" in text:  # no CAP_SYS_ADMIN here (an unprivileged container)
+                raise ServerMissing(f"cannot make a network namespace here: {_tail(text, 3)}")
             raise ServerFailed(
                 f"samba exited with {process.returncode}:\n{_tail(out.read_text(errors='replace'))}"
             )
