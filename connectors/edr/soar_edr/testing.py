@@ -99,6 +99,8 @@ class FalconTestServer:
         self._retry_after = 1.0
         self._failing = 0
         self._fail_status = 503
+        self._fail_path: str | None = None
+        self._fail_after = 0
         self._slow = 0
         self._slow_seconds = 0.0
         self._sessions: dict[str, str] = {}
@@ -140,8 +142,13 @@ class FalconTestServer:
     def rate_limit(self, times: int, retry_after: float = 1.0) -> None:
         self._rate_limited, self._retry_after = times, retry_after
 
-    def fail(self, times: int, status: int = 503) -> None:
-        self._failing, self._fail_status = times, status
+    def fail(
+        self, times: int, status: int = 503, *, path: str | None = None, after: int = 0
+    ) -> None:
+        """The next `times` requests (to `path` only, when given; after `after` of them have
+        gone through) answer `status`."""
+        self._failing, self._fail_status, self._fail_path = times, status, path
+        self._fail_after = after
 
     def slow(self, seconds: float, times: int = 1) -> None:
         self._slow, self._slow_seconds = times, seconds
@@ -210,7 +217,9 @@ class FalconTestServer:
         if self._rate_limited > 0:
             self._rate_limited -= 1
             return error(429, "API rate limit exceeded.", {"Retry-After": f"{self._retry_after:g}"})
-        if self._failing > 0:
+        if self._failing > 0 and self._fail_path in (None, request.path) and self._fail_after:
+            self._fail_after -= 1
+        elif self._failing > 0 and self._fail_path in (None, request.path):
             self._failing -= 1
             return error(self._fail_status, "internal server error")
         if request.path != TOKEN_PATH:

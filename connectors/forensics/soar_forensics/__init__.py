@@ -306,6 +306,11 @@ async def _collect_host(
         device_id = await client.resolve(host)
         session_id = await client.open_session(device_id)
         for path in paths:
+            key = f"{ctx.idempotency_key}#{path}"
+            earlier = collector.store.collected_under(key)
+            if earlier is not None:  # stored by an earlier attempt of this step
+                files.append(_stored_member(path, earlier))
+                continue
             try:
                 found, _ = await client.collect_file(session_id, device_id, path)
             except FalconError as exc:
@@ -327,12 +332,8 @@ async def _collect_host(
                     collector.limit,
                 )
 
-            stored = await collector.keep(from_session, member, key=f"{ctx.idempotency_key}#{path}")
-            files.append(
-                MemberRef(
-                    path=path, sha256=stored.sha256, size=stored.size, stored=str(stored.path)
-                )
-            )
+            stored = await collector.keep(from_session, member, key=key)
+            files.append(_stored_member(path, stored))
         source.update(
             {"device_id": device_id, "session_id": session_id, "base_url": client.base_url}
         )
@@ -356,6 +357,10 @@ async def _collect_host(
 
     stored = await collector.keep(write_manifest, source, key=ctx.idempotency_key)
     return stored, files
+
+
+def _stored_member(path: str, stored: Stored) -> MemberRef:
+    return MemberRef(path=path, sha256=stored.sha256, size=stored.size, stored=str(stored.path))
 
 
 def _member_source(

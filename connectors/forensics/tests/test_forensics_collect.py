@@ -365,3 +365,23 @@ async def test_a_host_collection_retries_when_the_edr_is_down(
         await collect(ctx, host="web-01")
     assert failed.value.retryable is True
     assert (await collect(ctx, host="web-01")).files[0].sha256 is not None
+
+
+async def test_a_retried_host_collection_downloads_no_file_twice(
+    falcon: FalconTestServer, store_dir: Path, host_path: str
+) -> None:
+    other = "C:\\Windows\\other.evtx"
+    falcon.host("web-01").files[other] = b"other log"
+    ctx = context(store_dir, "run-1:sweep", falcon, profiles={"triage": [host_path, other]})
+    falcon.fail(times=1, status=502, path=DOWNLOAD, after=1)
+    with pytest.raises(ActionFailed, match="502") as failed:  # the second file's download fails
+        await collect(ctx, host="web-01")
+    assert failed.value.retryable is True
+    falcon.fail(times=0)
+    ref = await collect(ctx, host="web-01")
+    assert [f.path for f in ref.files if f.sha256] == [host_path, other]
+    downloads = len([s for s in falcon.seen if s.path == DOWNLOAD])
+    assert downloads == 3  # the first file once, the second twice (failed, then done)
+    again = await collect(ctx, host="web-01")
+    assert again.files == ref.files
+    assert len([s for s in falcon.seen if s.path == DOWNLOAD]) == downloads
