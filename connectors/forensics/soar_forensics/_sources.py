@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import aiohttp
 from pydantic import JsonValue
@@ -93,46 +93,82 @@ async def download_edr_file(
     return hashlib.sha256(content).hexdigest(), len(content)
 
 
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS: Final = 5
+
+
+def check_url(settings: Mapping[str, JsonValue], url: str) -> None:
+    """Refuse a URL that is not http(s), or whose host is not in `settings.url_hosts` when
+    that allow-list is set.
+
+    Raises:
+        ActionFailed: refused (not retryable).
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ActionFailed("only http and https URLs are collected", retryable=False)
+    allowed = settings.get("url_hosts")
+    if allowed is None:
+        return
+    hosts = {str(h).lower() for h in allowed} if isinstance(allowed, list) else set()
+    if (parts.hostname or "").lower() not in hosts:
+        raise ActionFailed(
+            f"{parts.hostname or '(no host)'} is not in settings.url_hosts", retryable=False
+        )
+
+
 async def fetch_url(
     ctx: ActionContext, url: str, into: Path, limit: int, deadline: float
 ) -> tuple[str, int]:
-    """Stream `url` into the file `into`; its SHA-256 and size."""
-    if urlsplit(url).scheme.lower() not in ("http", "https"):
-        raise ActionFailed("only http and https URLs are collected", retryable=False)
+    """Stream `url` into the file `into`; its SHA-256 and size. Redirects are followed by hand
+    (at most 5), each target checked as the URL was.
+
+    Raises:
+        ActionFailed: refused, 4xx (final), 5xx / 408 / 429 / timeouts / unreachable
+            (retryable), too many redirects (final).
+        ArtifactTooLarge: over `limit`.
+    """
+    check_url(ctx.settings, url)
     request_timeout = ctx.settings.get("request_timeout", 60)
     per_request = float(request_timeout) if isinstance(request_timeout, int | float) else 60.0
-    left = deadline - time.monotonic()
-    timeout = aiohttp.ClientTimeout(total=max(0.1, min(left, per_request)))
     where = shown(url)
     digest = hashlib.sha256()
     size = 0
     try:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(url, timeout=timeout, max_redirects=5) as response,
-        ):
-            if response.status >= 400:
-                raise ActionFailed(
-                    f"{where} answered {response.status} {response.reason or ''}".rstrip(),
-                    retryable=response.status >= 500 or response.status in (408, 429),
-                )
-            if (response.content_length or 0) > limit:
-                raise ArtifactTooLarge(
-                    f"{where} is {response.content_length} bytes, over the limit of {limit}"
-                )
-            with into.open("wb") as out:
-                async for chunk in response.content.iter_chunked(_CHUNK):
-                    size += len(chunk)
-                    if size > limit:
-                        raise ArtifactTooLarge(f"{where} is over the limit of {limit} bytes")
-                    digest.update(chunk)
-                    await asyncio.to_thread(out.write, chunk)
+        async with aiohttp.ClientSession() as session:
+            for _ in range(_MAX_REDIRECTS + 1):
+                left = deadline - time.monotonic()
+                timeout = aiohttp.ClientTimeout(total=max(0.1, min(left, per_request)))
+                async with session.get(url, timeout=timeout, allow_redirects=False) as response:
+                    location = response.headers.get("Location")
+                    if response.status in _REDIRECTS and location:
+                        url = urljoin(url, location)
+                        check_url(ctx.settings, url)
+                        where = shown(url)
+                        continue
+                    if response.status >= 400:
+                        raise ActionFailed(
+                            f"{where} answered {response.status} {response.reason or ''}".rstrip(),
+                            retryable=response.status >= 500 or response.status in (408, 429),
+                        )
+                    if (response.content_length or 0) > limit:
+                        raise ArtifactTooLarge(
+                            f"{where} is {response.content_length} bytes, over the limit of {limit}"
+                        )
+                    with into.open("wb") as out:
+                        async for chunk in response.content.iter_chunked(_CHUNK):
+                            size += len(chunk)
+                            if size > limit:
+                                raise ArtifactTooLarge(
+                                    f"{where} is over the limit of {limit} bytes"
+                                )
+                            digest.update(chunk)
+                            await asyncio.to_thread(out.write, chunk)
+                    return digest.hexdigest(), size
     except TimeoutError:
         raise ActionFailed(f"{where} did not answer in time", retryable=True) from None
-    except aiohttp.TooManyRedirects:
-        raise ActionFailed(f"{where} redirects too often", retryable=False) from None
     except aiohttp.ClientError as exc:
         raise ActionFailed(
             f"{where} is unreachable ({type(exc).__name__})", retryable=True
         ) from None
-    return digest.hexdigest(), size
+    raise ActionFailed(f"{where} redirects more than {_MAX_REDIRECTS} times", retryable=False)

@@ -38,6 +38,12 @@ async def origin_app(origin: Origin) -> web.Application:
                 await response.write(b"y" * 1000)
             await response.write_eof()
             return response
+        if name == "moved.bin":
+            raise web.HTTPFound("/files/evil.bin")
+        if name == "away.bin":
+            raise web.HTTPFound("file:///etc/passwd")
+        if name == "loop.bin":
+            raise web.HTTPFound("/files/loop.bin")
         if name == "down.bin":
             return web.Response(status=503, text="busy")
         if name == "slow.bin":

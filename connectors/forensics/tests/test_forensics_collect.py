@@ -385,3 +385,28 @@ async def test_a_retried_host_collection_downloads_no_file_twice(
     again = await collect(ctx, host="web-01")
     assert again.files == ref.files
     assert len([s for s in falcon.seen if s.path == DOWNLOAD]) == downloads
+
+
+async def test_redirects_are_followed_and_each_target_checked(
+    origin: Origin, store_dir: Path, evil: bytes
+) -> None:
+    moved = await collect(context(store_dir, "run-1:a"), url=f"{origin.url}/files/moved.bin")
+    assert moved.sha256 == hashlib.sha256(evil).hexdigest()
+    with pytest.raises(ActionFailed, match="only http and https") as away:
+        await collect(context(store_dir, "run-1:b"), url=f"{origin.url}/files/away.bin")
+    assert away.value.retryable is False
+    with pytest.raises(ActionFailed, match="redirects more than 5 times"):
+        await collect(context(store_dir, "run-1:c"), url=f"{origin.url}/files/loop.bin")
+    assert origin.hits["/files/loop.bin"] == 6
+
+
+async def test_url_hosts_restricts_where_urls_may_point(origin: Origin, store_dir: Path) -> None:
+    ctx = context(store_dir, "run-1:a", url_hosts=["evidence.example.org"])
+    with pytest.raises(
+        ActionFailed, match=r"127\.0\.0\.1 is not in settings\.url_hosts"
+    ) as refused:
+        await collect(ctx, url=f"{origin.url}/files/evil.bin")
+    assert refused.value.retryable is False
+    assert not origin.hits
+    allowed = context(store_dir, "run-1:b", url_hosts=["127.0.0.1"])
+    assert (await collect(allowed, url=f"{origin.url}/files/evil.bin")).size > 0
