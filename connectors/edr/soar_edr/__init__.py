@@ -189,8 +189,9 @@ async def _contain(ctx: ActionContext, params: HostRef, *, contain: bool) -> Hos
     target_field="host",
 )
 async def isolate_host(ctx: ActionContext, params: HostRef) -> HostState:
-    """Contain a host (network isolation). A host already contained, or on its way to it, is
-    left as is (`changed: false`). Undone by `edr.release_host`."""
+    """Contain a host (network isolation); undone by `edr.release_host`.
+
+    A host already contained, or on its way to it, is left as is (`changed: false`)."""
     return await _contain(ctx, params, contain=True)
 
 
@@ -203,8 +204,9 @@ async def isolate_host(ctx: ActionContext, params: HostRef) -> HostState:
     target_field="host",
 )
 async def release_host(ctx: ActionContext, params: HostRef) -> HostState:
-    """Lift a host's containment. A host that is not contained is left as is (`changed:
-    false`). Undone by `edr.isolate_host`."""
+    """Lift a host's containment; undone by `edr.isolate_host`.
+
+    A host that is not contained is left as is (`changed: false`)."""
     return await _contain(ctx, params, contain=False)
 
 
@@ -234,8 +236,10 @@ async def is_released(ctx: ActionContext, params: HostRef) -> HostState | None:
     target_field="host",
 )
 async def kill_process(ctx: ActionContext, params: KillRequest) -> KillResult:
-    """Kill one process by pid over Real Time Response (`kill <pid>`). A pid with no process
-    (already ended, or killed by an earlier attempt) is `changed: false`."""
+    """Kill one process by pid over Real Time Response (`kill <pid>`).
+
+    A pid with no process (already ended, or killed by an earlier attempt) is `changed:
+    false`."""
     if ctx.dry_run:
         raise ActionFailed("kill_process takes effect: not run in a dry run", retryable=False)
     async with _falcon(ctx, KILL_TIMEOUT) as falcon:
@@ -264,10 +268,11 @@ def _no_such_process(stderr: str) -> bool:
     target_field="host",
 )
 async def start_forensic_collection(ctx: ActionContext, params: CollectionRequest) -> Collection:
-    """Collect one file from a host over Real Time Response (`get <path>`) and wait until the
-    EDR holds it. Returns the session and the file's SHA-256, which `forensics.collect`
-    downloads (`edr:` input). A file already collected in the session is returned as it is
-    (`changed: false`)."""
+    """Have the EDR collect one file from a host over Real Time Response (`get <path>`).
+
+    Waits until the EDR holds it and returns the session and the file's SHA-256, which
+    `forensics.collect` downloads (its `edr` input). A file already collected in the session
+    is returned as it is (`changed: false`)."""
     if ctx.dry_run:
         raise ActionFailed("collection takes effect: not run in a dry run", retryable=False)
     async with _falcon(ctx, COLLECT_TIMEOUT) as falcon:

@@ -238,8 +238,9 @@ def _members(store: ArtifactStore, stored: Stored) -> list[MemberRef]:
     target_field="host",
 )
 async def collect(ctx: ActionContext, params: CollectRequest) -> ArtifactRef:
-    """Collect evidence into the store, named by its SHA-256, with a record: size, collector
-    (run, step, idempotency key), source, time and chain of custody.
+    """Collect evidence into the store, by SHA-256, with a record and a chain of custody.
+
+    The record holds the size, collector (run, step, idempotency key), source and time.
 
     A `host` has its `profile`'s files collected over the EDR (Real Time Response `get`), each
     stored on its own, and a manifest listing them is the returned artifact; `edr` downloads a
