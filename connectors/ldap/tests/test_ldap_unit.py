@@ -3,7 +3,9 @@ random passwords, the refusal to send an AD password in the clear, the declared 
 
 from __future__ import annotations
 
+import re
 import string
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +20,9 @@ from soar_ldap._directory import (
     settings_from,
 )
 
-from soar.connectors import TargetKind
+from soar.connectors import Registry, TargetKind
+from soar.connectors.core import core
+from soar.playbook.validate import validate_text
 
 AD: dict[str, Any] = {
     "url": "ldap://dc1.example.test",
@@ -143,3 +147,14 @@ def test_every_write_declares_idempotency_compensation_and_its_target() -> None:
 def test_names_with_control_characters_are_refused_before_any_call(bad: str) -> None:
     with pytest.raises(ValueError, match="control characters"):
         ldap.actions["get_user"].input_model.model_validate({"username": bad})
+
+
+DOC = Path(__file__).resolve().parents[3] / "docs" / "connectors" / "ldap.md"
+_YAML = re.compile(r"^```yaml\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+@pytest.mark.parametrize("block", _YAML.findall(DOC.read_text(encoding="utf-8")))
+def test_the_guides_playbooks_validate_against_the_real_actions(block: str) -> None:
+    registry = Registry.of([core, ldap])
+    result = validate_text(block, file="docs/connectors/ldap.md", registry=registry)
+    assert [str(d) for d in result.diagnostics] == []
