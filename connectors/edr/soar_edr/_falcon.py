@@ -225,12 +225,17 @@ class Falcon:
             if status != 429:
                 return status, body
             limited += 1
-            wait = _seconds(retry_after)
-            if limited >= _RATE_LIMIT_TRIES or wait > self.remaining() - 0.1:
-                raise FalconError(
-                    f"rate limited by the EDR (retry after {wait:g}s)", retryable=True, status=429
-                )
-            await asyncio.sleep(wait)
+            await self._wait_out(retry_after, limited)
+
+    async def _wait_out(self, retry_after: str | None, limited: int) -> None:
+        """Sleep out a 429's Retry-After, or raise when that would pass the budget (or this is
+        the third 429 in a row)."""
+        wait = _seconds(retry_after)
+        if limited >= _RATE_LIMIT_TRIES or wait > self.remaining() - 0.1:
+            raise FalconError(
+                f"rate limited by the EDR (retry after {wait:g}s)", retryable=True, status=429
+            )
+        await asyncio.sleep(wait)
 
     async def download(self, path: str, params: Mapping[str, str], *, limit: int) -> bytes:
         """The body of a GET that returns a file, refused past `limit` bytes.
@@ -239,6 +244,7 @@ class Falcon:
             FalconError: as `request`; also when the body exceeds `limit` (not retryable).
         """
         refreshed = False
+        limited = 0
         while True:
             session = self._require_session()
             headers = {"Authorization": f"Bearer {await self._token()}"}
@@ -252,6 +258,10 @@ class Falcon:
                     if response.status == 401 and not refreshed:
                         self._forget_token()
                         refreshed = True
+                        continue
+                    if response.status == 429:
+                        limited += 1
+                        await self._wait_out(response.headers.get("Retry-After"), limited)
                         continue
                     if response.status >= 400:
                         raise self._error(response.status, await _json(response), f"GET {path}")

@@ -410,3 +410,16 @@ async def test_url_hosts_restricts_where_urls_may_point(origin: Origin, store_di
     assert not origin.hits
     allowed = context(store_dir, "run-1:b", url_hosts=["127.0.0.1"])
     assert (await collect(allowed, url=f"{origin.url}/files/evil.bin")).size > 0
+
+
+async def test_a_rate_limited_edr_download_is_waited_out(
+    falcon: FalconTestServer, store_dir: Path, host_path: str
+) -> None:
+    collection = await edr_collection(falcon, host_path)
+    falcon.rate_limit(times=1, retry_after=0.05)
+    ref = await collect(context(store_dir, "run-1:store", falcon), edr=collection)
+    assert ref.sha256 == collection["sha256"]
+    falcon.rate_limit(times=1, retry_after=3600)
+    with pytest.raises(ActionFailed, match="rate limited") as limited:
+        await collect(context(store_dir, "run-2:store", falcon), edr=collection)
+    assert limited.value.retryable is True
