@@ -155,8 +155,10 @@ async def _directory(ctx: ActionContext) -> AsyncIterator[Directory]:
     cache_ttl=timedelta(seconds=30),
 )
 async def get_user(ctx: ActionContext, params: UserQuery) -> User:
-    """Look an account up by login name (AD: sAMAccountName or userPrincipalName). Read-only.
-    Fails (not retryable) when there is no such user or more than one."""
+    """Look an account up by login name: its DN, groups and state. Read-only.
+
+    AD matches sAMAccountName or userPrincipalName, OpenLDAP uid. Fails (not retryable) when
+    there is no such user or more than one."""
     async with _directory(ctx) as directory:
         account = await directory.find_user(params.username)
         groups = await directory.groups_of(account)
@@ -182,9 +184,10 @@ async def get_user(ctx: ActionContext, params: UserQuery) -> User:
     target_field="dn",
 )
 async def disable_account(ctx: ActionContext, params: AccountRef) -> AccountState:
-    """Disable an account so it can no longer bind (AD: the ACCOUNTDISABLE bit of
-    userAccountControl; OpenLDAP: pwdAccountLockedTime 000001010000Z). A disabled account is
-    left as it is (`changed: false`)."""
+    """Disable an account so that it can no longer bind.
+
+    AD: the ACCOUNTDISABLE bit of userAccountControl; OpenLDAP: pwdAccountLockedTime
+    000001010000Z (ppolicy). A disabled account is left as it is (`changed: false`)."""
     async with _directory(ctx) as directory:
         account = await directory.read(params.dn)
         if account.disabled:
@@ -211,8 +214,10 @@ async def is_disabled(ctx: ActionContext, params: AccountRef) -> AccountState | 
     target_field="dn",
 )
 async def enable_account(ctx: ActionContext, params: AccountRef) -> AccountState:
-    """Enable an account again (AD: clear ACCOUNTDISABLE; OpenLDAP: remove
-    pwdAccountLockedTime, which also lifts a lockout). An enabled account is left as it is."""
+    """Enable an account again: the compensation of disable_account.
+
+    AD: clear ACCOUNTDISABLE; OpenLDAP: remove pwdAccountLockedTime, which also lifts a lockout
+    left by failed binds. An enabled account is left as it is (`changed: false`)."""
     async with _directory(ctx) as directory:
         account = await directory.read(params.dn)
         lifts_lockout = directory.settings.flavour == "openldap" and account.locked
@@ -241,11 +246,12 @@ async def is_enabled(ctx: ActionContext, params: AccountRef) -> AccountState | N
     target_field="dn",
 )
 async def reset_password(ctx: ActionContext, params: PasswordResetRequest) -> PasswordReset:
-    """Replace the password with a random one that nobody is told (to shut an intruder out;
-    the user then goes through the helpdesk). AD: unicodePwd, over TLS only; OpenLDAP: the
-    password modify extended operation. The password is never returned, logged or stored.
-    Repeating it has the effect of doing it once: a password nobody knows. No compensation:
-    an old password cannot be put back."""
+    """Replace the password with a random one that nobody is told, to shut an intruder out.
+
+    The user then gets a new one through the helpdesk. AD: unicodePwd, over TLS only;
+    OpenLDAP: the password modify extended operation. The password is never returned, logged
+    or stored. Repeating it has the effect of doing it once: a password nobody knows. No
+    compensation: an old password cannot be put back."""
     async with _directory(ctx) as directory:
         account = await directory.read(params.dn)
         await directory.set_password(account.dn, new_password(), must_change=params.must_change)
@@ -284,9 +290,11 @@ _removals = _Removals()
     target_field="dn",
 )
 async def remove_from_groups(ctx: ActionContext, params: GroupChange) -> GroupsRemoved:
-    """Take an account out of the given groups, or out of every group it is a direct member
-    of (AD's primary group stays). `removed` lists the groups it was really in, which
-    restore_groups puts back; groups it was not in are skipped."""
+    """Take an account out of the given groups, or out of all its groups.
+
+    Only direct memberships under the base DN (AD's primary group stays). `removed` lists the
+    groups it was really in, which restore_groups puts back; groups it was not in are
+    skipped."""
     async with _directory(ctx) as directory:
         account = await directory.read(params.dn)
         current = await directory.groups_of(account)
@@ -317,7 +325,8 @@ async def remove_from_groups(ctx: ActionContext, params: GroupChange) -> GroupsR
     target_field="dn",
 )
 async def restore_groups(ctx: ActionContext, params: GroupsToRestore) -> GroupsAdded:
-    """Put an account (back) into the given groups, the compensation of remove_from_groups.
+    """Put an account back into groups: the compensation of remove_from_groups.
+
     Groups it is already in are left as they are. Fails (not retryable) on a group that does
     not exist."""
     async with _directory(ctx) as directory:
@@ -351,11 +360,12 @@ async def _add_to_groups(directory: Directory, account: Account, groups: list[st
     target_field="username",
 )
 async def create_account(ctx: ActionContext, params: NewAccountRequest) -> AccountCreated:
-    """Create an account (onboarding) in the configured `users_dn`, named by its escaped
-    username, with a random password it must change at the first logon (set it through the
-    helpdesk), and put it in `groups`. An account already there under that name is completed
-    and returned (`created: false`); the name taken by an account elsewhere fails. Undo with
-    disable_account on the output's `dn`."""
+    """Create an account (onboarding) and put it in groups.
+
+    It goes in the configured `users_dn`, named by its escaped username, with a random
+    password it must change at the first logon (set one through the helpdesk). An account
+    already there under that name is completed and returned (`created: false`); the name taken
+    by an account elsewhere fails. Undo with disable_account on the output's `dn`."""
     new = NewAccount(
         username=params.username,
         given_name=params.given_name,

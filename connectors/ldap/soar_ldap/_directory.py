@@ -230,16 +230,23 @@ class Directory:
             SettingsInvalid, DirectoryUnavailable, BindRefused
         """
         settings = settings_from(raw_settings)
-        connection = await asyncio.to_thread(_connect, settings, password)
+        loop = asyncio.get_running_loop()
+        opening = loop.run_in_executor(None, _connect, settings, password)
+        try:
+            connection = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The thread goes on until its own timeouts: close what it opens, if anything.
+            opening.add_done_callback(_close_opened)
+            raise
         directory = cls(settings, connection)
         try:
             yield directory
-        finally:
-            # Unbinding is best effort; when the call was cancelled (its timeout), the thread
-            # may still hold the connection, so let it close on its own.
-            closing = asyncio.get_running_loop().run_in_executor(None, _close, connection)
-            with suppress(Exception):
-                await asyncio.shield(closing)
+        except BaseException:
+            # Cancelled (the step's timeout) or failed: a worker thread may still be using the
+            # connection, so it is closed in the background instead of being waited for.
+            loop.run_in_executor(None, _close, connection)
+            raise
+        await asyncio.to_thread(_close, connection)
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         async with self._lock:
@@ -604,6 +611,11 @@ def _connect(settings: DirectorySettings, password: str) -> Any:
     except ldap_errors.LDAPException as exc:
         _close(connection)
         raise DirectoryUnavailable(f"could not open {settings.url} ({type(exc).__name__})") from exc
+
+
+def _close_opened(opening: asyncio.Future[Any]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        _close(opening.result())
 
 
 def _close(connection: Any) -> None:

@@ -3,8 +3,10 @@ idempotency (`changed`, the entry's modify time), failures and their retryabilit
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -365,3 +367,28 @@ async def test_a_missing_bind_password_names_the_secret(openldap_lab: Lab) -> No
     ctx = ActionContext("k", settings=openldap_lab.settings)
     with pytest.raises(SecretMissing, match="bind_password"):
         await call("get_user", ctx, username="x")
+
+
+async def test_a_step_timeout_cancels_at_once_and_the_loop_never_waits(
+    openldap_lab: Lab, silent_port: int
+) -> None:
+    settings = dict(openldap_lab.settings, url=f"ldap://127.0.0.1:{silent_port}")
+    settings |= {"operation_timeout": 2, "connect_timeout": 2}
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(
+            call("disable_account", Lab("openldap", settings).context(), dn="cn=x"), 0.3
+        )
+    elapsed = time.monotonic() - started
+    ticker.cancel()
+    assert elapsed < 1.0
+    assert ticks >= 10  # the loop went on while the directory said nothing
