@@ -44,7 +44,8 @@ class FreshserviceTestServer:
     """`async with FreshserviceTestServer(api_key=...) as helpdesk:` on 127.0.0.1, a free port.
 
     Switches, each counting down per answered request: `rate_limit(times, retry_after)`,
-    `fail(times, status)`, `slow(seconds, times)`. `effects` counts creations and updates.
+    `fail(times, status)`, `slow(seconds, times)`; `lose_answers(seconds, times)` counts
+    writes. `effects` counts creations and updates.
     """
 
     def __init__(self, *, api_key: str = "test-api-key") -> None:
@@ -60,6 +61,8 @@ class FreshserviceTestServer:
         self._fail_status = 503
         self._slow = 0
         self._slow_seconds = 0.0
+        self._stalled = 0
+        self._stall_seconds = 0.0
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -81,6 +84,11 @@ class FreshserviceTestServer:
 
     def slow(self, seconds: float, times: int) -> None:
         self._slow, self._slow_seconds = times, seconds
+
+    def lose_answers(self, seconds: float, times: int) -> None:
+        """The next `times` writes take effect, then their answers are held back `seconds`:
+        a client with a shorter timeout never learns that they succeeded."""
+        self._stalled, self._stall_seconds = times, seconds
 
     def add_ticket(self, **fields: JsonValue) -> JSON:
         """Put a ticket in place (status 2, priority 2 unless given); returns its record."""
@@ -170,7 +178,11 @@ class FreshserviceTestServer:
         expected = "Basic " + base64.b64encode(f"{self.api_key}:X".encode()).decode()
         if authorization != expected:
             return error(401, "You have to be logged in to perform this action.")
-        return await handler(request)
+        answer = await handler(request)
+        if request.method in ("POST", "PUT") and self._stalled > 0:
+            self._stalled -= 1
+            await asyncio.sleep(self._stall_seconds)
+        return answer
 
     def _ticket_of(self, request: web.Request) -> JSON:
         record = self.tickets.get(int(request.match_info["id"]))

@@ -85,6 +85,46 @@ async def test_creating_twice_with_the_same_key_creates_one_ticket(
     assert helpdesk.effects["create"] == 2
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param({}, id="marker-in-description"),
+        pytest.param({"idempotency_field": "soar_ref"}, id="custom-field"),
+    ],
+)
+async def test_a_create_whose_answer_was_lost_is_not_repeated(
+    helpdesk: FreshserviceTestServer, settings: dict[str, object]
+) -> None:
+    helpdesk.lose_answers(seconds=0.5, times=1)
+    with pytest.raises(ActionFailed, match="did not answer in time") as failed:
+        await call(
+            helpdesk,
+            "create_ticket",
+            key="run-1:open",
+            settings={**settings, "request_timeout": 0.2},
+            **NEW,
+        )
+    assert failed.value.retryable is True
+    assert helpdesk.effects["create"] == 1  # it did take effect
+    retried = await call(helpdesk, "create_ticket", key="run-1:open", settings=settings, **NEW)
+    assert retried.changed is False  # type: ignore[attr-defined]
+    assert [t["id"] for t in helpdesk.tickets.values()] == [retried.id]  # type: ignore[attr-defined]
+    assert helpdesk.effects["create"] == 1
+
+
+async def test_a_comment_whose_answer_was_lost_is_not_repeated(
+    helpdesk: FreshserviceTestServer,
+) -> None:
+    record = helpdesk.add_ticket()
+    helpdesk.lose_answers(seconds=0.5, times=1)
+    inputs = {"ticket_id": record["id"], "body": "diagnosis"}
+    with pytest.raises(ActionFailed, match="did not answer in time"):
+        await call(helpdesk, "comment_ticket", settings={"request_timeout": 0.2}, **inputs)
+    again = await call(helpdesk, "comment_ticket", **inputs)
+    assert again.changed is False  # type: ignore[attr-defined]
+    assert helpdesk.effects[f"note:{record['id']}"] == 1
+
+
 async def test_the_custom_field_mode_searches_with_the_filter_query(
     helpdesk: FreshserviceTestServer,
 ) -> None:
