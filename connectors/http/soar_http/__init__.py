@@ -228,9 +228,11 @@ def _response(exchange: Exchange, secrets: list[str]) -> HttpResponse:
     cache_ttl=timedelta(seconds=30),
 )
 async def get(ctx: ActionContext, params: GetRequest) -> HttpResponse:
-    """GET (or HEAD) a URL on an allow-listed host. Read-only, so it is retried freely and its
-    output may be reused for 30 s. Fails on a status outside `expect_status` (default 2xx):
-    retryable for 408, 425, 429 and 5xx gateways, final otherwise."""
+    """GET (or HEAD) a URL on an allow-listed host. Read-only.
+
+    Retried freely; its output may be reused for 30 s. Fails on a status outside
+    `expect_status` (default 2xx): retryable for 408, 425, 429 and 5xx gateways, final
+    otherwise."""
     return await _exchange(ctx, params, body=None, content_type=None)
 
 
@@ -242,9 +244,10 @@ async def get(ctx: ActionContext, params: GetRequest) -> HttpResponse:
     target_field="url",
 )
 async def request(ctx: ActionContext, params: HttpRequest) -> HttpResponse:
-    """Send any request (`json` or `body`) to an allow-listed host. Not idempotent: the engine
-    records the attempt before it is sent; `send_idempotency_key` passes the step's key as an
-    `Idempotency-Key` header to APIs that deduplicate on it."""
+    """Send a request with any method, `json` or `body`, to an allow-listed host.
+
+    Not idempotent: the engine records the attempt before it is sent; `send_idempotency_key`
+    passes the step's key as an `Idempotency-Key` header to APIs that deduplicate on it."""
     if params.json_ is not None and params.body is not None:
         raise ActionFailed("give 'json' or 'body', not both")
     if ctx.dry_run and params.method not in ("GET", "HEAD"):

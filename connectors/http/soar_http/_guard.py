@@ -68,6 +68,7 @@ class Policy:
     allowed_hosts: tuple[str, ...] = ()
     allow_private: bool = False
     allowed_networks: tuple[IPNetwork, ...] = ()
+    allowed_ports: tuple[int, ...] = ()
     max_bytes: int = DEFAULT_MAX_BYTES
     max_redirects: int = DEFAULT_MAX_REDIRECTS
     timeout: float = DEFAULT_TIMEOUT
@@ -88,6 +89,11 @@ class Policy:
             )
         except ValueError as exc:
             raise SettingsError(f"setting 'allowed_networks': {exc}") from None
+        ports = settings.get("allowed_ports", [])
+        if not isinstance(ports, list) or not all(
+            isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in ports
+        ):
+            raise SettingsError("setting 'allowed_ports' must be a list of port numbers")
         allow_private = settings.get("allow_private", False)
         if not isinstance(allow_private, bool):
             raise SettingsError("setting 'allow_private' must be true or false")
@@ -102,6 +108,7 @@ class Policy:
             allowed_hosts=hosts,
             allow_private=allow_private,
             allowed_networks=networks,
+            allowed_ports=tuple(int(str(p)) for p in ports),
             max_bytes=int(_positive(settings, "max_bytes", DEFAULT_MAX_BYTES)),
             max_redirects=int(
                 _positive(settings, "max_redirects", DEFAULT_MAX_REDIRECTS, zero=True)
@@ -126,6 +133,8 @@ class Policy:
         host = (url.raw_host or "").lower().rstrip(".")
         if not host:
             raise Refused("the URL has no host")
+        if self.allowed_ports and url.port not in self.allowed_ports:
+            raise Refused(f"the port {url.port} is not allowed")
         address = literal_address(host)
         if address is not None:
             if not self.is_allowed_host(str(address), address):

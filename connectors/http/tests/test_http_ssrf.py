@@ -227,3 +227,13 @@ def test_allow_private_opens_private_ranges_only(address: str, allowed: bool) ->
     else:
         with pytest.raises(Refused):
             policy.check_address(ipaddress.ip_address(address))
+
+
+async def test_ports_can_be_limited(origin: Origin) -> None:
+    failure = await refused(origin.settings(allowed_ports=[443]), f"{origin.url}/ok")
+    assert f"port {origin.port}" in str(failure)
+    spec = http.actions["get"]
+    ctx = ActionContext("k", settings=origin.settings(allowed_ports=[origin.port]))
+    out = await spec.fn(ctx, spec.input_model.model_validate({"url": f"{origin.url}/ok"}))
+    assert out.status == 200  # type: ignore[attr-defined]
+    assert origin.hits == ["/ok"]

@@ -31,7 +31,8 @@ __all__ = [
 ]
 
 ticket = Connector(
-    "ticket", doc="Tickets on an ITSM helpdesk (Freshservice API v2): create, update, resolve."
+    "ticket",
+    doc="Tickets on an ITSM helpdesk (Freshservice API v2): open, assign, note, resolve, close.",
 )
 
 SECRETS: Final = ("api_key",)
@@ -232,9 +233,11 @@ async def _find_created(ctx: ActionContext, api: Freshservice) -> Mapping[str, J
     target_field="subject",
 )
 async def create_ticket(ctx: ActionContext, params: NewTicket) -> Ticket:
-    """Create a ticket (`POST /api/v2/tickets`). The step's idempotency key goes with it, as a
-    marker in the description or in the custom field `idempotency_field`, and is searched for
-    first: a retried step returns the ticket it created (`changed: false`). Undone by
+    """Create a ticket, once per step, however often the step is retried.
+
+    `POST /api/v2/tickets`. The step's idempotency key goes with it, as a marker in the
+    description or in the custom field `idempotency_field`, and is searched for first: a
+    retried step returns the ticket it created (`changed: false`). Undone by
     `ticket.close_ticket`."""
     if ctx.dry_run:
         raise ActionFailed("create_ticket takes effect: not run in a dry run")
@@ -277,7 +280,9 @@ async def find_created_ticket(ctx: ActionContext, params: NewTicket) -> Ticket |
     target_field="ticket_id",
 )
 async def get_ticket(ctx: ActionContext, params: TicketRef) -> Ticket:
-    """Read a ticket (`GET /api/v2/tickets/{id}`): subject, status, priority, group, agent."""
+    """Read a ticket: subject, status, priority, group, agent. Read-only.
+
+    `GET /api/v2/tickets/{id}`."""
     async with _helpdesk(ctx, READ_TIMEOUT) as api:
         return _ticket(api, await api.ticket(params.ticket_id), changed=False)
 
@@ -329,9 +334,10 @@ async def _change(
     target_field="ticket_id",
 )
 async def update_ticket(ctx: ActionContext, params: TicketUpdate) -> TicketChange:
-    """Change some fields of a ticket (`PUT /api/v2/tickets/{id}`): only the fields given, and
-    only those that differ (none: `changed: false`). `previous` holds the old values, for a
-    `compensate` step that puts them back."""
+    """Change some fields of a ticket; only those that differ are written.
+
+    `PUT /api/v2/tickets/{id}` with the fields given that differ (none: `changed: false`).
+    `previous` holds the old values, for a `compensate` step that puts them back."""
     wanted = params.model_dump(include=params.model_fields_set - {"ticket_id"})
     async with _helpdesk(ctx, WRITE_TIMEOUT) as api:
         _, after, previous = await _change(ctx, api, params.ticket_id, wanted)
@@ -348,9 +354,10 @@ async def update_ticket(ctx: ActionContext, params: TicketUpdate) -> TicketChang
     target_field="ticket_id",
 )
 async def assign_ticket(ctx: ActionContext, params: TicketAssign) -> Assignment:
-    """Assign a ticket to an agent (`responder_id`; null unassigns) and optionally a group. A
-    ticket already so assigned is `changed: false`. Undone by `ticket.assign_ticket` with the
-    output's `previous_responder_id` and `previous_group_id`."""
+    """Assign a ticket to an agent, and optionally a group; null unassigns.
+
+    A ticket already so assigned is `changed: false`. Undone by `ticket.assign_ticket` with
+    the output's `previous_responder_id` and `previous_group_id`."""
     wanted: Body = {"responder_id": params.responder_id}
     if "group_id" in params.model_fields_set:
         wanted["group_id"] = params.group_id
@@ -384,8 +391,9 @@ async def _set_status(
     target_field="ticket_id",
 )
 async def resolve_ticket(ctx: ActionContext, params: TicketRef) -> Ticket:
-    """Resolve a ticket (status 4). A resolved or closed ticket is left as is (`changed:
-    false`). Undone by `ticket.reopen_ticket`."""
+    """Resolve a ticket (status 4); a resolved or closed one is left as is.
+
+    `changed: false` when nothing was done. Undone by `ticket.reopen_ticket`."""
     return await _set_status(ctx, params, RESOLVED, frozenset({RESOLVED, CLOSED}))
 
 
@@ -398,8 +406,9 @@ async def resolve_ticket(ctx: ActionContext, params: TicketRef) -> Ticket:
     target_field="ticket_id",
 )
 async def close_ticket(ctx: ActionContext, params: TicketRef) -> Ticket:
-    """Close a ticket (status 5): the compensation of `ticket.create_ticket` (the record stays,
-    for the audit trail). A closed ticket is left as is (`changed: false`)."""
+    """Close a ticket (status 5): the compensation of create_ticket.
+
+    The record stays, for the audit trail. A closed ticket is left as is (`changed: false`)."""
     return await _set_status(ctx, params, CLOSED, frozenset({CLOSED}))
 
 
@@ -411,8 +420,9 @@ async def close_ticket(ctx: ActionContext, params: TicketRef) -> Ticket:
     target_field="ticket_id",
 )
 async def reopen_ticket(ctx: ActionContext, params: TicketRef) -> Ticket:
-    """Open a resolved or closed ticket again (status 2); an open or pending one is left as is
-    (`changed: false`)."""
+    """Open a resolved or closed ticket again (status 2).
+
+    An open or pending one is left as is (`changed: false`)."""
     return await _set_status(ctx, params, OPEN, frozenset({OPEN, 3}))
 
 
@@ -447,8 +457,10 @@ def _note(record: Mapping[str, JsonValue], ticket_id: int, *, changed: bool) -> 
     target_field="ticket_id",
 )
 async def comment_ticket(ctx: ActionContext, params: NoteRequest) -> Note:
-    """Add a note to a ticket (`POST /api/v2/tickets/{id}/notes`), private by default. The note
-    carries the step's marker, so a retried step finds it and adds none (`changed: false`)."""
+    """Add a note to a ticket, private by default; once per step.
+
+    `POST /api/v2/tickets/{id}/notes`. The note carries the step's marker, so a retried step
+    finds it and adds none (`changed: false`)."""
     if ctx.dry_run:
         raise ActionFailed("comment_ticket takes effect: not run in a dry run")
     async with _helpdesk(ctx, WRITE_TIMEOUT) as api:
