@@ -60,6 +60,11 @@ def _app(origin: Origin) -> web.Application:
     async def declared(request: web.Request) -> web.Response:
         return web.Response(body=b"y" * 5000)
 
+    async def flaky(request: web.Request) -> web.Response:
+        if origin.hits.count("/flaky") == 1:  # the first call fails, the next ones succeed
+            return web.Response(status=503, text="overloaded")
+        return web.json_response({"ok": True})
+
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(float(request.query.get("seconds", "1")))
         return web.json_response({"ok": True})
@@ -71,7 +76,8 @@ def _app(origin: Origin) -> web.Application:
     app.router.add_route("*", "/redirect", redirect)
     app.router.add_get("/big", big)
     app.router.add_get("/declared", declared)
-    app.router.add_get("/slow", slow)
+    app.router.add_route("*", "/slow", slow)
+    app.router.add_route("*", "/flaky", flaky)
     return app
 
 

@@ -156,11 +156,39 @@ async def test_an_oversize_response_is_refused(origin: Origin, path: str) -> Non
 async def test_a_slow_response_times_out_as_retryable(origin: Origin) -> None:
     with pytest.raises(ActionFailed, match="did not answer in time") as failed:
         await call(
-            "get", origin.settings(), url=f"{origin.url}/slow?seconds=2", timeout_seconds=0.2
+            "get", origin.settings(), url=f"{origin.url}/slow?seconds=0.6", timeout_seconds=0.2
         )
     assert failed.value.retryable is True
     with pytest.raises(ActionFailed, match="did not answer in time"):
-        await call("get", origin.settings(timeout=0.2), url=f"{origin.url}/slow?seconds=2")
+        await call("get", origin.settings(timeout=0.2), url=f"{origin.url}/slow?seconds=0.6")
+
+
+@pytest.mark.parametrize(
+    ("action", "method"), [("get", "GET"), ("request", "POST"), ("request", "DELETE")]
+)
+async def test_every_action_fails_retryably_and_then_succeeds(
+    origin: Origin, action: str, method: str
+) -> None:
+    with pytest.raises(ActionFailed, match="answered 503") as failed:
+        await call(action, origin.settings(), url=f"{origin.url}/flaky", method=method)
+    assert failed.value.retryable is True
+    out = await call(action, origin.settings(), url=f"{origin.url}/flaky", method=method)
+    assert out.status == 200
+
+
+@pytest.mark.parametrize(("action", "method"), [("get", "GET"), ("request", "POST")])
+async def test_every_action_times_out_as_retryable(
+    origin: Origin, action: str, method: str
+) -> None:
+    with pytest.raises(ActionFailed, match="did not answer in time") as failed:
+        await call(
+            action,
+            origin.settings(),
+            url=f"{origin.url}/slow?seconds=0.6",
+            method=method,
+            timeout_seconds=0.2,
+        )
+    assert failed.value.retryable is True
 
 
 async def test_an_unreachable_host_is_retryable(origin: Origin) -> None:
@@ -276,7 +304,7 @@ async def test_the_secret_shows_nowhere(
     settings = _secret_settings(origin)
     header = {"Authorization": {"secret": "secret_1", "prefix": "token "}}
     texts: list[str] = []
-    for path in ("/echo", "/status/500", "/status/404", "/big", "/slow?seconds=1"):
+    for path in ("/echo", "/status/500", "/status/404", "/big", "/slow?seconds=0.6"):
         try:
             out = await call(
                 "request",
