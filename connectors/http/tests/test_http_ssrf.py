@@ -63,6 +63,11 @@ HOSTILE = [
     pytest.param("http://240.0.0.1/", "reserved", id="reserved"),
     pytest.param("http://0.1.2.3/", "0.0.0.0/8", id="this-network"),
     pytest.param("http://[100::1]/", "reserved", id="ipv6-discard"),
+    pytest.param("http://2130706433/", "non-standard form", id="decimal-ipv4-port-80"),
+    pytest.param("http://0x7f.1/", "non-standard form", id="hex-ipv4-port-80"),
+    pytest.param("http://[::ffff:127.0.0.1]/", "127.0.0.1", id="ipv4-mapped-port-80"),
+    pytest.param("http://[::ffff:7f00:1]/", "127.0.0.1", id="ipv4-mapped-hex-form"),
+    pytest.param("http://allowed.example@127.0.0.1/", "user info", id="userinfo-port-80"),
     pytest.param("file:///etc/passwd", "only absolute http", id="file-scheme"),
     pytest.param("ftp://example.com/", "only absolute http", id="ftp-scheme"),
     pytest.param("/relative", "only absolute http", id="relative"),
@@ -98,6 +103,14 @@ async def test_a_host_off_the_allow_list_is_refused_before_any_lookup() -> None:
     await refused(settings, "http://corp.example/")  # `*.x` is for names under x only
     await refused(settings, "http://evilcorp.example/")
     await refused({}, "http://example.com/")  # nothing is allowed by default
+
+
+async def test_the_userinfo_trick_is_refused_even_naming_an_allowed_host() -> None:
+    settings = {"allowed_hosts": ["allowed.example"]}
+    failure = await refused(settings, "http://allowed.example@127.0.0.1/")
+    assert "user info" in str(failure)
+    failure = await refused(settings, "http://127.0.0.1#@allowed.example/")
+    assert "not on the allow-list" in str(failure)
 
 
 def test_the_allow_list_matches_names_wildcards_and_addresses() -> None:
