@@ -14,15 +14,9 @@ from datetime import timedelta
 from pydantic import BaseModel, Field, field_validator
 
 from soar.connectors import ActionContext, ActionFailed, Connector, TargetKind
-from soar_ldap._directory import (
-    Account,
-    Directory,
-    DirectoryError,
-    NewAccount,
-    NoSuchEntry,
-    new_password,
-    same_dn,
-)
+from soar_ldap._directory import Account, Directory, NewAccount, new_password
+from soar_ldap._dn import same_dn
+from soar_ldap._settings import DirectoryError, NoSuchEntry
 
 __all__ = [
     "AccountCreated",
@@ -233,7 +227,8 @@ async def is_enabled(ctx: ActionContext, params: AccountRef) -> AccountState | N
     """The account's state when it is already enabled, else None."""
     async with _directory(ctx) as directory:
         account = await directory.read(params.dn)
-    if account.disabled:
+        lifts_lockout = directory.settings.flavour == "openldap" and account.locked
+    if account.disabled or lifts_lockout:
         return None
     return AccountState(dn=account.dn, disabled=False, changed=True)
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ldap_test_servers import BIND_PASSWORD
-from soar_ldap._directory import _tls, settings_from
+from soar_ldap._settings import settings_from
+from soar_ldap._wire import tls_of
 
 from soar.connectors import ActionContext, Secrets
 
@@ -60,7 +61,7 @@ class Lab:
 
     def server(self) -> ldap3.Server:
         # The connector's TLS set-up: ldap3's own host name check is deprecated (a warning).
-        tls = _tls(settings_from(self.settings))
+        tls = tls_of(settings_from(self.settings))
         return ldap3.Server(self.settings["url"], tls=tls, connect_timeout=5)
 
     def admin(self) -> ldap3.Connection:

@@ -15,7 +15,8 @@ import pytest
 from ldap_lab import Lab
 from ldap_test_servers import BIND_PASSWORD
 from soar_ldap import ldap
-from soar_ldap._directory import Directory, ldap3
+from soar_ldap._directory import Directory
+from soar_ldap._ldap3 import ldap3
 
 from soar.connectors import ActionFailed
 

@@ -9,7 +9,7 @@ import pytest
 from ldap3.utils.dn import parse_dn
 from ldap_lab import Lab
 from soar_ldap import ldap
-from soar_ldap._directory import same_dn
+from soar_ldap._dn import same_dn
 
 from soar.connectors import ActionContext, ActionFailed
 

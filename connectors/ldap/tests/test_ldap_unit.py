@@ -10,15 +10,9 @@ from typing import Any
 
 import pytest
 from soar_ldap import ldap
-from soar_ldap._directory import (
-    Directory,
-    OperationRefused,
-    SettingsInvalid,
-    is_within,
-    new_password,
-    same_dn,
-    settings_from,
-)
+from soar_ldap._directory import Directory, new_password
+from soar_ldap._dn import is_within, same_dn
+from soar_ldap._settings import OperationRefused, SettingsInvalid, settings_from
 
 from soar.connectors import Registry, TargetKind
 from soar.connectors.core import core
@@ -98,11 +92,11 @@ def test_settings_errors_name_every_wrong_setting() -> None:
 
 
 def test_an_unreadable_ca_file_is_a_settings_error() -> None:
-    from soar_ldap._directory import _tls
+    from soar_ldap._wire import tls_of
 
     settings = settings_from(dict(AD, url="ldaps://dc1", tls_ca_file="/nonexistent/ca.pem"))
     with pytest.raises(SettingsInvalid, match="tls_ca_file"):
-        _tls(settings)
+        tls_of(settings)
 
 
 async def test_active_directory_passwords_are_never_sent_in_the_clear() -> None:
