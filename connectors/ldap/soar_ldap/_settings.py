@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from soar_ldap._dn import components
+from soar_ldap._dn import components, is_within
 
 Flavour = Literal["ad", "openldap"]
 
@@ -64,12 +72,32 @@ class DirectorySettings(BaseModel):
     connect_timeout: float = Field(default=5.0, gt=0, le=120)
     operation_timeout: int = Field(default=15, ge=1, le=600)
 
-    @field_validator("base_dn", "bind_dn", "users_dn")
+    @field_validator("base_dn", "users_dn")
     @classmethod
     def _a_dn(cls, value: str | None) -> str | None:
-        if value is not None and "@" not in value:
+        if value is not None:
             components(value)  # raises ValueError on a malformed DN
         return value
+
+    @field_validator("bind_dn")
+    @classmethod
+    def _a_dn_or_principal(cls, value: str) -> str:
+        if "@" not in value and "\\" not in value:  # AD also binds as user@domain, DOMAIN\\user
+            components(value)
+        return value
+
+    @field_validator("service_account_bases", "service_account_groups")
+    @classmethod
+    def _dns(cls, values: list[str]) -> list[str]:
+        for value in values:
+            components(value)
+        return values
+
+    @model_validator(mode="after")
+    def _users_under_base(self) -> Self:
+        if self.users_dn is not None and not is_within(self.users_dn, self.base_dn):
+            raise ValueError(f"users_dn {self.users_dn!r} is not under base_dn")
+        return self
 
     @property
     def encrypted(self) -> bool:

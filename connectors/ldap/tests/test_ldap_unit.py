@@ -152,3 +152,22 @@ def test_the_guides_playbooks_validate_against_the_real_actions(block: str) -> N
     registry = Registry.of([core, ldap])
     result = validate_text(block, file="docs/connectors/ldap.md", registry=registry)
     assert [str(d) for d in result.diagnostics] == []
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"users_dn": "ou=people,dc=elsewhere,dc=net"}, "users_dn"),
+        ({"service_account_bases": ["not a dn"]}, "service_account_bases"),
+        ({"url": "ldaps://host/dc=example"}, "url"),
+        ({"operation_timeout": 0.5}, "operation_timeout"),
+    ],
+    ids=["users-outside-base", "bad-service-base", "url-with-path", "fractional-timeout"],
+)
+def test_inconsistent_settings_are_refused(change: dict[str, Any], named: str) -> None:
+    with pytest.raises(SettingsInvalid, match=named):
+        settings_from(OPENLDAP | change)
+
+
+def test_active_directory_may_bind_as_a_principal_name() -> None:
+    assert settings_from(AD | {"bind_dn": "soar@example.test"}).bind_dn == "soar@example.test"
