@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -9,7 +10,6 @@ from datetime import timedelta
 from email.utils import format_datetime
 from typing import Literal
 
-import aiohttp
 from pydantic import BaseModel, Field, JsonValue
 
 from soar.connectors import ActionContext, ActionFailed, Connector, TargetKind
@@ -315,7 +315,8 @@ async def sms(ctx: ActionContext, params: Sms) -> SmsSent:
     ref = _reference(ctx.idempotency_key)
     if ctx.dry_run:
         return SmsSent(id=ref, ids=[], recipients=numbers)
-    auth = aiohttp.BasicAuth(sid, ctx.secrets["twilio_auth_token"])
+    token = base64.b64encode(f"{sid}:{ctx.secrets['twilio_auth_token']}".encode()).decode()
+    headers = {"Authorization": f"Basic {token}"}
     url = f"{settings.twilio_url.rstrip('/')}/2010-04-01/Accounts/{sid}/Messages.json"
     ids: list[str] = []
     for number in numbers:
@@ -323,7 +324,7 @@ async def sms(ctx: ActionContext, params: Sms) -> SmsSent:
             "twilio message",
             url,
             form={"To": number, "From": sender, "Body": params.body},
-            auth=auth,
+            headers=headers,
             secrets=ctx.secrets.values(),
             limit=settings.timeout_seconds,
         )

@@ -41,7 +41,7 @@ async def post(
     limit: float,
     json: JsonValue = None,
     form: Mapping[str, str] | None = None,
-    auth: aiohttp.BasicAuth | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Reply:
     """POST and return a 2xx reply.
 
@@ -57,7 +57,7 @@ async def post(
                 url,
                 json=json if form is None else None,
                 data=form,
-                auth=auth,
+                headers=headers,
                 allow_redirects=False,
             ) as response,
         ):
