@@ -9,8 +9,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 
 import pytest
-from conftest import CANARY, SmtpServer, Vendor, context, free_port
-from notify_helpers import call
+from notify_support import CANARY, SmtpServer, Vendor, call, context, free_port
 from pydantic import BaseModel, JsonValue
 
 from soar.connectors import ActionContext, ActionFailed, Secrets

@@ -8,8 +8,7 @@ import email
 from email import policy
 
 import pytest
-from conftest import SMTP_PASSWORD, SmtpServer, context, free_port
-from notify_helpers import call
+from notify_support import SMTP_PASSWORD, SmtpServer, call, context, free_port
 
 from soar.connectors import ActionFailed, Secrets
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import textwrap
 
-from conftest import CANARY, ROUTING_KEY, SMTP_PASSWORD, SmtpServer, Vendor
+from notify_support import CANARY, ROUTING_KEY, SMTP_PASSWORD, SmtpServer, Vendor
 from soar_notify import notify
 
 from soar.connectors import Registry

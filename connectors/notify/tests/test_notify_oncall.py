@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from conftest import Vendor, context
-from notify_helpers import call
+from notify_support import Vendor, call, context
 from pydantic import JsonValue
 
 from soar.connectors import ActionFailed, Secrets
