@@ -90,12 +90,21 @@ async def send(
         hostname=settings.host,
         port=settings.port,
         use_tls=settings.tls,
-        start_tls=settings.starttls and not settings.tls,
+        start_tls=False,  # upgraded below, so that a server without STARTTLS is refused
         tls_context=context,
         timeout=limit,
     )
     try:
         async with client:
+            if settings.starttls and not settings.tls:
+                await client.ehlo()
+                if not client.supports_extension("starttls"):
+                    raise ActionFailed(
+                        "the SMTP server does not offer STARTTLS (set starttls = false only "
+                        "for a relay on a trusted network)",
+                        retryable=False,
+                    )
+                await client.starttls()
             if settings.username is not None:
                 if password is None:
                     raise ActionFailed("smtp username set but no smtp_password", retryable=False)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import email
+from collections.abc import Iterator
 from email import policy
 
 import pytest
-from notify_support import SMTP_PASSWORD, SmtpServer, call, context, free_port
+from aiosmtpd.controller import Controller
+from notify_support import SMTP_PASSWORD, Mailbox, SmtpServer, call, context, free_port
 
 from soar.connectors import ActionFailed, Secrets
 
@@ -162,3 +164,35 @@ async def test_a_dry_run_sends_nothing(smtp_server: SmtpServer) -> None:
     out = await call("email", ctx, to=["a@example.org"], subject="x")
     assert out.model_dump()["id"].startswith("<soar.")
     assert smtp_server.mailbox.envelopes == []
+
+
+@pytest.fixture
+def plain_server() -> Iterator[tuple[int, Mailbox]]:
+    """An SMTP server without TLS or AUTH (a relay on a trusted network)."""
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, mailbox
+    finally:
+        controller.stop()
+
+
+async def test_a_server_without_starttls_is_refused_not_used_in_the_clear(
+    plain_server: tuple[int, Mailbox],
+) -> None:
+    port, mailbox = plain_server
+    settings = {"smtp": {"host": "127.0.0.1", "port": port, "from": "s@example.org"}}
+    with pytest.raises(ActionFailed, match="STARTTLS") as failed:
+        await call("email", context(settings, SECRETS), to=["a@example.org"], subject="x")
+    assert not failed.value.retryable
+    assert mailbox.envelopes == []
+
+
+async def test_a_trusted_relay_may_be_used_without_tls(plain_server: tuple[int, Mailbox]) -> None:
+    port, mailbox = plain_server
+    smtp = {"host": "127.0.0.1", "port": port, "from": "s@example.org", "starttls": False}
+    out = await call("email", context({"smtp": smtp}, Secrets({})), to=["a@x.org"], subject="x")
+    assert out.model_dump()["recipients"] == ["a@x.org"]
+    assert len(mailbox.envelopes) == 1
