@@ -34,8 +34,8 @@ class NotifySettings(BaseModel):
     pagerduty_url: str = "https://events.pagerduty.com"
     pagerduty_source: str = "soar"
     twilio_url: str = "https://api.twilio.com"
-    twilio_account_sid: str | None = None
-    sms_from: str | None = None
+    twilio_account_sid: str | None = Field(default=None, pattern=r"^AC[0-9a-fA-F]{32}$")
+    sms_from: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{6,14}$")
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     directory: dict[str, JsonValue] = Field(default_factory=dict)
 

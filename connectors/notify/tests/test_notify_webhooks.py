@@ -210,3 +210,26 @@ async def test_an_unreachable_gateway_is_retryable(vendor: Vendor) -> None:
     with pytest.raises(ActionFailed) as failed:
         await call("sms", context(settings, vendor.secrets()), to=["+14155550100"], body="x")
     assert failed.value.retryable
+
+
+async def test_a_slack_reply_that_is_not_ok_is_not_retried(vendor: Vendor) -> None:
+    vendor.script["slack"] = [200]
+    with pytest.raises(ActionFailed, match="not 'ok'") as failed:
+        await call("chat", context(vendor.settings(), vendor.secrets()), text="x")
+    assert not failed.value.retryable
+
+
+async def test_a_rate_limited_sms_is_retryable_and_says_when(vendor: Vendor) -> None:
+    vendor.script["twilio"] = [429]
+    ctx = context(vendor.settings(), vendor.secrets())
+    with pytest.raises(ActionFailed, match="retry after 2 s") as failed:
+        await call("sms", ctx, to=["+14155550100"], body="x")
+    assert failed.value.retryable
+
+
+async def test_a_malformed_account_sid_is_refused_by_the_settings(vendor: Vendor) -> None:
+    settings = {**vendor.settings(), "twilio_account_sid": "AC../../evil"}
+    with pytest.raises(ActionFailed, match="twilio_account_sid") as failed:
+        await call("sms", context(settings, vendor.secrets()), to=["+14155550100"], body="x")
+    assert not failed.value.retryable
+    assert vendor.of("twilio") == []
