@@ -51,8 +51,10 @@ class Email(Audience):
 
 
 class EmailSent(BaseModel):
+    """Every output has `id`; the other fields default, so recorded responses may give `id` only."""
+
     id: str = Field(description="the Message-ID, the same on every retry of the step")
-    recipients: list[str]
+    recipients: list[str] = Field(default_factory=list)
 
 
 class Chat(BaseModel):
@@ -65,7 +67,7 @@ class Chat(BaseModel):
 
 class ChatSent(BaseModel):
     id: str
-    platform: str
+    platform: str = ""
 
 
 Severity = Literal["critical", "error", "warning", "info"]
@@ -86,9 +88,9 @@ class PageRef(BaseModel):
 
 class PageSent(BaseModel):
     id: str
-    dedup_key: str
-    event_action: str
-    status: str
+    dedup_key: str = ""
+    event_action: str = ""
+    status: str = ""
 
 
 class Sms(Audience):
@@ -98,8 +100,8 @@ class Sms(Audience):
 
 class SmsSent(BaseModel):
     id: str
-    ids: list[str]
-    recipients: list[str]
+    ids: list[str] = Field(default_factory=list)
+    recipients: list[str] = Field(default_factory=list)
 
 
 class OnCallQuery(BaseModel):
