@@ -7,9 +7,9 @@ every secret value is cut out of it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import JsonValue
@@ -17,6 +17,7 @@ from pydantic import JsonValue
 from soar.connectors import ActionFailed
 
 _QUOTE = 200
+_MIN_FRAGMENT = 8  # shorter URL parts (`hooks`, `services`) are not secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,11 +27,24 @@ class Reply:
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret value replaced by `***`."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
+    """`text` with every secret value replaced by `***`; for a URL secret (a webhook) also its
+    path, query and long path segments, which a vendor may echo without the host."""
+    for secret in sorted(_fragments(secrets), key=len, reverse=True):
+        text = text.replace(secret, "***")
     return text
+
+
+def _fragments(secrets: Iterable[str]) -> set[str]:
+    found: set[str] = set()
+    for secret in secrets:
+        if not secret:
+            continue
+        found.add(secret)
+        if secret.startswith(("http://", "https://")):
+            parts = urlsplit(secret)
+            pieces = [parts.path, parts.query, *parts.path.split("/")]
+            found.update(p for p in pieces if len(p) >= _MIN_FRAGMENT)
+    return found
 
 
 async def post(
@@ -68,10 +82,10 @@ async def post(
         raise ActionFailed(f"{what}: no answer within {limit:g} s", retryable=True) from None
     except (aiohttp.InvalidURL, ValueError):
         raise ActionFailed(f"{what}: the configured URL is not usable", retryable=False) from None
+    except aiohttp.ClientConnectorCertificateError:
+        raise ActionFailed(f"{what}: the TLS certificate is not trusted", retryable=False) from None
     except (aiohttp.ClientError, OSError) as exc:
         raise ActionFailed(f"{what}: unreachable ({type(exc).__name__})", retryable=True) from None
-    except asyncio.CancelledError:
-        raise
     if 200 <= status < 300:
         return Reply(status, text)
     quoted = scrub(text.strip(), hidden)[:_QUOTE]

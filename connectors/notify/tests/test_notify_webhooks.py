@@ -233,3 +233,14 @@ async def test_a_malformed_account_sid_is_refused_by_the_settings(vendor: Vendor
         await call("sms", context(settings, vendor.secrets()), to=["+14155550100"], body="x")
     assert not failed.value.retryable
     assert vendor.of("twilio") == []
+
+
+def test_a_webhook_echoed_without_its_host_is_still_hidden() -> None:
+    from soar_notify._http import scrub
+
+    url = "https://hooks.slack.com/services/T0001/B0002/canarytokenvalue"
+    text = scrub(
+        "invalid_token for /services/T0001/B0002/canarytokenvalue (canarytokenvalue)", [url]
+    )
+    assert "canarytokenvalue" not in text
+    assert text.startswith("invalid_token for ***")
