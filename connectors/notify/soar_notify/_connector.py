@@ -166,12 +166,11 @@ async def chat(ctx: ActionContext, params: Chat) -> ChatSent:
     settings = settings_of(ctx.settings)
     platform = params.platform or settings.chat_platform
     ref = _reference(ctx.idempotency_key)
-    url = ctx.secrets[f"{platform}_webhook_url"]
     body = _slack(params, ref) if platform == "slack" else _teams(params, ref)
     if not ctx.dry_run:
         reply = await post(
             f"{platform} webhook",
-            url,
+            ctx.secrets[f"{platform}_webhook_url"],
             json=body,
             secrets=ctx.secrets.values(),
             limit=settings.timeout_seconds,
