@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONNECTORS := $(dir $(wildcard connectors/*/pyproject.toml))
 LINTED := soar connectors tests bench
-TYPED := soar $(wildcard connectors/*/soar_*)
+TYPED := soar $(patsubst %/__init__.py,%,$(wildcard connectors/*/soar_*/__init__.py))
 
 .PHONY: install lab test test-all fmt check clean
 
