@@ -131,6 +131,8 @@ async def send(
         ) from None
     except (aiosmtplib.SMTPException, OSError) as exc:
         raise ActionFailed(f"SMTP unreachable ({type(exc).__name__})", retryable=True) from None
+    finally:
+        client.close()  # a session that failed half-way (TLS, AUTH) leaves no socket behind
     accepted = [r for r in _recipients(message) if r not in refused]
     return accepted
 
