@@ -114,10 +114,17 @@ class ConnectorError(SoarError):
 
 
 class ActionFailed(ConnectorError):
-    """An action failed; `retryable` tells the engine whether another attempt may succeed."""
+    """An action failed; `retryable` tells the engine whether another attempt may succeed.
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    `retry_after` (seconds) is the system's own word on when to come back, such as a 429's
+    Retry-After: the engine's next attempt waits at least that long, as a durable timer, instead
+    of the action sleeping through its own timeout."""
+
+    def __init__(
+        self, message: str, *, retryable: bool = False, retry_after: float | None = None
+    ) -> None:
         self.retryable = retryable
+        self.retry_after = retry_after if retry_after is None else max(retry_after, 0.0)
         super().__init__(message)
 
 

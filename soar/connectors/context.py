@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,3 +52,13 @@ class ActionContext:
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("soar.action"))
     clock: Callable[[], datetime] = _utc_now
     dry_run: bool = False
+    # when the engine gives up on this attempt, on `time.monotonic()`'s clock (None: no limit)
+    deadline: float | None = None
+
+    def time_left(self, default: float) -> float:
+        """Seconds until the attempt's deadline (at least 0), or `default` when it has none: the
+        budget for a connector's own waits, so that it fails with a reason before the engine
+        cancels it without one."""
+        if self.deadline is None:
+            return default
+        return max(self.deadline - time.monotonic(), 0.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +34,10 @@ _COMPENSATION_ATTEMPTS = 3
 class AttemptFailed(Exception):
     """The action failed for good (after its retries)."""
 
-    def __init__(self, error: str, *, retryable: bool) -> None:
+    def __init__(self, error: str, *, retryable: bool, retry_after: float | None = None) -> None:
         self.error = error
         self.retryable = retryable
+        self.retry_after = retry_after
         super().__init__(error)
 
 
@@ -115,7 +117,9 @@ class Attempts:
                     and attempt < policy.attempts
                     and (failure.retryable or policy.on == "any")
                 ):
-                    due = ex.engine.clock.now() + retry_delay(policy, attempt, rng=ex.engine.rng)
+                    due = ex.engine.clock.now() + retry_delay(
+                        policy, attempt, rng=ex.engine.rng, retry_after=failure.retry_after
+                    )
                     await ex._record(
                         key,
                         StepStatus.RUNNING,
@@ -146,7 +150,7 @@ class Attempts:
         )
         raise AttemptFailed(error, retryable=False)
 
-    def _context(self, spec: ActionSpec, key: str) -> ActionContext:
+    def _context(self, spec: ActionSpec, key: str, limit: float | None = None) -> ActionContext:
         engine = self.executor.engine
         return ActionContext(
             idempotency_key=key,
@@ -155,6 +159,7 @@ class Attempts:
             logger=_logger(spec.qualified_name),
             clock=engine.clock.now,
             dry_run=self.executor.run.dry_run,
+            deadline=None if limit is None else time.monotonic() + limit,
         )
 
     def _clean(self, output: JsonValue) -> JsonValue:
@@ -167,7 +172,9 @@ class Attempts:
         error = self.executor.engine.evidence.hide_secrets(failure.error)
         if error == failure.error:
             return failure
-        return AttemptFailed(str(error), retryable=failure.retryable)
+        return AttemptFailed(
+            str(error), retryable=failure.retryable, retry_after=failure.retry_after
+        )
 
     async def _traced(
         self,
@@ -218,7 +225,7 @@ class Attempts:
         try:
             await guards.pace(spec.connector)
         except CircuitOpen as exc:
-            raise AttemptFailed(str(exc), retryable=True) from None
+            raise AttemptFailed(str(exc), retryable=True, retry_after=exc.retry_in) from None
         try:
             output = await self._call(spec, inputs, key, limit, attempt)
         except AttemptFailed as failure:
@@ -238,7 +245,7 @@ class Attempts:
             raise AttemptFailed(
                 f"inputs do not fit {spec.qualified_name}: {fields}", retryable=False
             ) from None
-        call = spec.fn(self._context(spec, key), params)
+        call = spec.fn(self._context(spec, key, limit), params)
         if isinstance(call, Coroutine):
             try:
                 # run the action up to its first pause here: most finish without one, and
@@ -382,7 +389,7 @@ class Attempts:
 def _failure(exc: BaseException, spec: ActionSpec, attempt: int) -> AttemptFailed:
     """What an action's exception means for the attempt; never decided by message text."""
     if isinstance(exc, ActionFailed):
-        return AttemptFailed(str(exc), retryable=exc.retryable)
+        return AttemptFailed(str(exc), retryable=exc.retryable, retry_after=exc.retry_after)
     if isinstance(exc, asyncio.CancelledError):
         return AttemptFailed("cancelled", retryable=True)
     if not isinstance(exc, Exception):

@@ -23,6 +23,7 @@ class Do(BaseModel):
     fail_times: int = 0
     retryable: bool = True
     seconds: float = 0
+    retry_after: float | None = None
 
 
 class Done(BaseModel):
@@ -43,6 +44,7 @@ class Effects:
     effects: dict[str, str] = field(default_factory=dict)
     undone: list[str] = field(default_factory=list)
     order: list[str] = field(default_factory=list)
+    time_left: dict[str, float] = field(default_factory=dict)
 
 
 def effect_connector(effects: Effects) -> Connector:
@@ -52,11 +54,16 @@ def effect_connector(effects: Effects) -> Connector:
     async def do(ctx: ActionContext, params: Do) -> Done:
         effects.calls[ctx.idempotency_key] += 1
         effects.by_name[params.name] += 1
+        effects.time_left[ctx.idempotency_key] = ctx.time_left(-1.0)
         calls = effects.calls[ctx.idempotency_key]
         if params.seconds:
             await asyncio.sleep(params.seconds)
         if effects.by_name[params.name] <= params.fail_times:
-            raise ActionFailed(f"{params.name} failed on call {calls}", retryable=params.retryable)
+            raise ActionFailed(
+                f"{params.name} failed on call {calls}",
+                retryable=params.retryable,
+                retry_after=params.retry_after,
+            )
         effects.effects.setdefault(ctx.idempotency_key, params.name)
         effects.order.append(params.name)
         return Done(name=params.name, calls=calls)

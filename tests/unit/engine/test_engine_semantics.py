@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from soar.engine import Engine
+from soar.engine.backoff import MAX_RETRY_AFTER
 from soar.models import Alert
 from soar.models.run import RunStatus, StepStatus, TransitionKind
 from soar.store import RunFilter
@@ -174,6 +175,66 @@ steps:
     kinds = [t.kind for t in await world.store.transitions(run_id) if t.step == "flaky"]
     assert kinds.count(TransitionKind.STEP_STARTED) == 3
     assert kinds.count(TransitionKind.STEP_FAILED) == 2
+
+
+async def test_a_retry_waits_as_long_as_the_system_asked(world: World) -> None:
+    """A 429's Retry-After outlasts the policy's backoff: the next attempt waits for it."""
+    loaded = world.load(
+        HEAD
+        + """
+steps:
+  - id: limited
+    action: fx.do
+    with: {name: limited, fail_times: 1, retry_after: 45}
+    retry: {attempts: 2, backoff: 5s, jitter: false}
+"""
+    )
+    run_id = await world.engine.start_run(loaded)
+    await world.until(lambda: world.clock.next_wake is not None)
+    await world.clock.advance(timedelta(seconds=44))
+    assert world.effects.calls[f"{run_id}:limited"] == 1  # the 5 s backoff alone would be over
+    await world.clock.advance(timedelta(seconds=1))
+    run = await world.engine.wait_run(run_id)
+    assert run.status is RunStatus.COMPLETED
+    assert world.effects.calls[f"{run_id}:limited"] == 2
+
+
+async def test_a_retry_after_past_the_cap_waits_the_cap(world: World) -> None:
+    loaded = world.load(
+        HEAD
+        + """
+steps:
+  - id: parked
+    action: fx.do
+    with: {name: parked, fail_times: 1, retry_after: 1000000}
+    retry: {attempts: 2, backoff: 1s, jitter: false}
+"""
+    )
+    run_id = await world.engine.start_run(loaded)
+    await world.until(lambda: world.clock.next_wake is not None)
+    snapshot = await world.store.load_run(run_id)
+    assert snapshot is not None
+    due = snapshot.steps["parked"].due_at
+    assert due is not None
+    assert due - world.clock.now() == MAX_RETRY_AFTER
+    await world.clock.advance(MAX_RETRY_AFTER)
+    assert (await world.engine.wait_run(run_id)).status is RunStatus.COMPLETED
+
+
+async def test_an_action_knows_how_long_its_attempt_has_left(world: World) -> None:
+    run_id, status = await finish(
+        world,
+        HEAD
+        + """
+steps:
+  - id: timed
+    action: fx.do
+    with: {name: timed}
+    timeout: 20s
+""",
+    )
+    assert status is RunStatus.COMPLETED
+    assert 19 < world.effects.time_left[f"{run_id}:timed"] <= 20
 
 
 async def test_a_failure_that_is_not_retryable_is_not_retried(world: World) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -123,6 +124,50 @@ async def test_an_open_breaker_holds_calls_back_without_making_them() -> None:
     assert statuses == [RunStatus.FAILED, RunStatus.FAILED, RunStatus.FAILED]
     assert calls["lookup:down"] == 2
     assert calls["lookup:ana"] == 0  # the breaker opened after two failures: never called
+
+
+async def test_a_step_held_back_by_an_open_breaker_retries_when_it_rests() -> None:
+    calls: Counter[str] = Counter()
+    registry = Registry.of([core, directory(calls, failing={"down"})])
+    text = PLAYBOOK.replace(
+        'with: {user: "{{ inputs.user }}"}}',
+        'with: {user: "{{ inputs.user }}"}, retry: {attempts: 2, backoff: 1s, jitter: false}}',
+        1,
+    )
+    loaded = validate_text(text, file="p.yaml", registry=registry).loaded
+    assert loaded is not None
+    clock = FakeClock()
+    limits = {
+        "dir": ConnectorLimits(
+            breaker_calls=1, breaker_ratio=1.0, breaker_open=timedelta(seconds=90)
+        )
+    }
+    engine = Engine(MemoryStore(), registry, [loaded], clock=clock, limits=limits)
+    first = await engine.start_run(loaded, inputs={"user": "down"})
+    await until(lambda: clock.next_wake is not None)
+    second = await engine.start_run(loaded, inputs={"user": "ana"})
+    waits = {}
+    for run_id in (first, second):
+        for _ in range(200):
+            snapshot = await engine.store.load_run(run_id)
+            assert snapshot is not None
+            due = snapshot.steps["find"].due_at if "find" in snapshot.steps else None
+            if due is not None:
+                waits[run_id] = (due - clock.now()).total_seconds()
+                break
+            await asyncio.sleep(0.01)
+    assert waits[first] == 1.0  # the directory's own failure: the policy's backoff
+    assert 85 < waits[second] <= 90  # the breaker's rest, not one second of hammering
+    assert calls["lookup:ana"] == 0
+    await engine.stop()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never held")
 
 
 def test_a_token_bucket_spaces_calls_after_its_burst() -> None:
