@@ -3,11 +3,14 @@ injection) and sent over SMTP with aiosmtplib (STARTTLS or implicit TLS, AUTH)."
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import re
 import ssl
 from email.message import EmailMessage
 from email.policy import SMTP as STRICT_SMTP
+from typing import Any
 
 import aiosmtplib
 
@@ -15,6 +18,7 @@ from soar.connectors import ActionFailed
 from soar_notify._http import scrub
 from soar_notify._settings import SmtpSettings
 
+_CLOSE_WAIT = 1.0  # seconds to wait for a TLS session's close_notify round trip
 _ADDRESS = re.compile(r"^[^\s@<>,;:\"()\[\]\\]+@[A-Za-z0-9.-]+\Z")
 
 
@@ -86,7 +90,7 @@ async def send(
     """
     hidden = [password] if password else []
     context = ssl.create_default_context(cafile=settings.ca_file)
-    client = aiosmtplib.SMTP(
+    client = _Session(
         hostname=settings.host,
         port=settings.port,
         use_tls=settings.tls,
@@ -133,8 +137,38 @@ async def send(
         raise ActionFailed(f"SMTP unreachable ({type(exc).__name__})", retryable=True) from None
     finally:
         client.close()  # a session that failed half-way (TLS, AUTH) leaves no socket behind
+        await client.closed(min(limit, _CLOSE_WAIT))
     accepted = [r for r in _recipients(message) if r not in refused]
     return accepted
+
+
+class _Session(aiosmtplib.SMTP):
+    """An SMTP client whose close can be awaited: over TLS, closing takes a round trip
+    (close_notify), and a step should not count as done with its socket still open."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._opened = False
+        self._lost = asyncio.Event()
+
+    # aiosmtplib 5 internals (pinned in pyproject): the hooks where a connection is made and lost
+    async def _create_connection(self, timeout: float | None) -> aiosmtplib.SMTPResponse:  # noqa: ASYNC109 - the overridden signature
+        self._lost.clear()
+        try:
+            return await super()._create_connection(timeout)
+        finally:
+            self._opened = self.transport is not None
+
+    def _on_connection_lost(self, protocol: Any) -> None:
+        super()._on_connection_lost(protocol)
+        self._lost.set()
+
+    async def closed(self, limit: float) -> None:
+        """Wait (at most `limit` seconds) until the connection, if one was opened, is gone."""
+        if not self._opened or self._lost.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._lost.wait(), limit)
 
 
 def _recipients(message: EmailMessage) -> list[str]:
