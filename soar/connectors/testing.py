@@ -1,14 +1,19 @@
 """Fake connectors for tests: they record every call and answer from a script of responses, so
-playbook tests (`soar test`), engine tests and connector authors need no outside system.
+playbook tests (`soar test`), engine tests and connector authors need no outside system. Also
+what connector packages' own tests share: fault switches for their loopback API servers, and
+the checks of their docs/connectors/<name>.md pages.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
@@ -308,3 +313,115 @@ def _same_json(a: JsonValue, b: JsonValue) -> bool:
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
     return type(a) is type(b) and a == b
+
+
+# -- loopback API servers ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """How a test server answers one request instead of serving it: `status`; a rate limit
+    (429) also has the `retry_after` seconds to send."""
+
+    status: int
+    retry_after: float | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """`Retry-After` for a rate limit, else none."""
+        return {} if self.retry_after is None else {"Retry-After": f"{self.retry_after:g}"}
+
+
+class FaultSwitches:
+    """The fault switches of a loopback test server for an HTTP API, each counting down per
+    request: `rate_limit(times, retry_after)`, `fail(times, status)` and `slow(seconds,
+    times)`. The server awaits `next_fault(request.path)` before it serves a request and
+    answers the `Fault` it returns, when there is one, in the API's own error shape.
+    """
+
+    def __init__(self) -> None:
+        self._rate_limited = 0
+        self._retry_after = 1.0
+        self._failing = 0
+        self._fail_status = 503
+        self._fail_path: str | None = None
+        self._fail_after = 0
+        self._slow = 0
+        self._slow_seconds = 0.0
+
+    def rate_limit(self, times: int, retry_after: float = 1.0) -> None:
+        """The next `times` requests answer 429 with `Retry-After: retry_after`."""
+        self._rate_limited, self._retry_after = times, retry_after
+
+    def fail(
+        self, times: int, status: int = 503, *, path: str | None = None, after: int = 0
+    ) -> None:
+        """The next `times` requests (to `path` only, when given; after `after` of them have
+        gone through) answer `status`."""
+        self._failing, self._fail_status, self._fail_path = times, status, path
+        self._fail_after = after
+
+    def slow(self, seconds: float, times: int = 1) -> None:
+        """The next `times` requests wait `seconds` before they are answered."""
+        self._slow, self._slow_seconds = times, seconds
+
+    async def next_fault(self, path: str) -> Fault | None:
+        """Wait when `slow` says so, then the fault this request to `path` gets, or None."""
+        if self._slow > 0:
+            self._slow -= 1
+            await asyncio.sleep(self._slow_seconds)
+        if self._rate_limited > 0:
+            self._rate_limited -= 1
+            return Fault(429, self._retry_after)
+        if self._failing > 0 and self._fail_path in (None, path):
+            if self._fail_after:
+                self._fail_after -= 1
+                return None
+            self._failing -= 1
+            return Fault(self._fail_status)
+        return None
+
+
+# -- docs pages ----------------------------------------------------------------------------
+
+_YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.MULTILINE | re.DOTALL)
+_STEPS_WRAPPER = 'id: docs\nname: docs\ntrigger:\n  match: alert.severity >= "low"\nsteps:\n'
+
+
+def check_docs_page(connector: Connector, page: Path) -> None:
+    """Check a connector's reference page (docs/connectors/<name>.md): a heading
+    ``### `name.action` `` for each action, a table row ``| `field` |`` for each field of its
+    input and output models (by alias where there is one), and each secret as
+    `` `name.secret` ``.
+
+    Raises:
+        AssertionError: naming everything the page leaves out.
+    """
+    text = page.read_text(encoding="utf-8")
+    missing: list[str] = []
+    for spec in connector.actions.values():
+        wanted = [f"### `{spec.qualified_name}`"]
+        for model in (spec.input_model, spec.output_model):
+            wanted += [f"| `{info.alias or name}` |" for name, info in model.model_fields.items()]
+        wanted += [f"`{connector.name}.{secret}`" for secret in spec.secrets]
+        missing += [f"{spec.qualified_name}: {w}" for w in wanted if w not in text]
+    if missing:
+        raise AssertionError(f"{page.name} leaves out " + "; ".join(missing))
+
+
+def yaml_examples(page: Path) -> list[str]:
+    """The fenced ```yaml blocks of a docs page, in order."""
+    return _YAML_BLOCK.findall(page.read_text(encoding="utf-8"))
+
+
+def steps_playbook(block: str) -> str:
+    """A playbook around a docs example that is a list of steps, to validate the example.
+
+    Raises:
+        AssertionError: the example is not a YAML list.
+    """
+    from ruamel.yaml import YAML  # here: only docs tests need it, not every connector import
+
+    if not isinstance(YAML(typ="safe", pure=True).load(block), list):
+        raise AssertionError(f"a docs example is not a list of steps:\n{block}")
+    return _STEPS_WRAPPER + "".join("  " + line + "\n" for line in block.splitlines())

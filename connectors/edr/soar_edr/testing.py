@@ -5,7 +5,6 @@ Retry-After, 5xx, slow answers and expired tokens. It keeps what it was asked, t
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 from collections import Counter
@@ -18,6 +17,7 @@ from aiohttp import web
 from pydantic import JsonValue
 
 from soar.connectors import Secrets
+from soar.connectors.testing import FaultSwitches
 
 CLIENT_ID = "test-client-id"
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a password
@@ -76,16 +76,17 @@ class Seen:
     body: str
 
 
-class FalconTestServer:
+class FalconTestServer(FaultSwitches):
     """`async with FalconTestServer(client_secret=...) as falcon:` on 127.0.0.1, a free port.
 
     Switches (each counts down per answered API request, the token endpoint included only
     where said): `rate_limit(times, retry_after)`, `fail(times, status)`, `slow(seconds,
-    times)`, `expire_tokens()`; `pending_polls` makes RTR commands report `complete: false`
-    that many times first.
+    times)` (see `FaultSwitches`), `expire_tokens()`; `pending_polls` makes RTR commands
+    report `complete: false` that many times first.
     """
 
     def __init__(self, *, client_secret: str = "test-client-secret") -> None:  # noqa: S107
+        super().__init__()
         self.client_id = CLIENT_ID
         self.client_secret = client_secret
         self.devices: dict[str, Device] = {}
@@ -95,14 +96,6 @@ class FalconTestServer:
         self.effects: Counter[str] = Counter()  # "contain:<id>", "kill:<id>:<pid>", "get:..."
         self.pending_polls = 0
         self.expires_in = 1799
-        self._rate_limited = 0
-        self._retry_after = 1.0
-        self._failing = 0
-        self._fail_status = 503
-        self._fail_path: str | None = None
-        self._fail_after = 0
-        self._slow = 0
-        self._slow_seconds = 0.0
         self._sessions: dict[str, str] = {}
         self._session_files: dict[str, list[JSON]] = {}
         self._commands: dict[str, JSON] = {}
@@ -138,20 +131,6 @@ class FalconTestServer:
         return Secrets({"client_id": self.client_id, "client_secret": self.client_secret})
 
     # -- switches ------------------------------------------------------------------------
-
-    def rate_limit(self, times: int, retry_after: float = 1.0) -> None:
-        self._rate_limited, self._retry_after = times, retry_after
-
-    def fail(
-        self, times: int, status: int = 503, *, path: str | None = None, after: int = 0
-    ) -> None:
-        """The next `times` requests (to `path` only, when given; after `after` of them have
-        gone through) answer `status`."""
-        self._failing, self._fail_status, self._fail_path = times, status, path
-        self._fail_after = after
-
-    def slow(self, seconds: float, times: int = 1) -> None:
-        self._slow, self._slow_seconds = times, seconds
 
     def expire_tokens(self) -> None:
         """Every token issued so far is refused from now on (401), as after expiry."""
@@ -211,17 +190,11 @@ class FalconTestServer:
                 body,
             )
         )
-        if self._slow > 0:
-            self._slow -= 1
-            await asyncio.sleep(self._slow_seconds)
-        if self._rate_limited > 0:
-            self._rate_limited -= 1
-            return error(429, "API rate limit exceeded.", {"Retry-After": f"{self._retry_after:g}"})
-        if self._failing > 0 and self._fail_path in (None, request.path) and self._fail_after:
-            self._fail_after -= 1
-        elif self._failing > 0 and self._fail_path in (None, request.path):
-            self._failing -= 1
-            return error(self._fail_status, "internal server error")
+        fault = await self.next_fault(request.path)
+        if fault is not None and fault.retry_after is not None:
+            return error(429, "API rate limit exceeded.", fault.headers)
+        if fault is not None:
+            return error(fault.status, "internal server error")
         if request.path != TOKEN_PATH:
             auth = request.headers.get("Authorization", "")
             if auth.removeprefix("Bearer ") not in self.tokens:

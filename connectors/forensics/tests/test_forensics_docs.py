@@ -2,38 +2,26 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 from soar_edr import edr
 from soar_forensics import forensics
 
 from soar.connectors import Registry
 from soar.connectors.core import core
+from soar.connectors.testing import check_docs_page, steps_playbook, yaml_examples
 from soar.playbook.validate import validate_text
 
 PAGE = Path(__file__).resolve().parents[3] / "docs" / "connectors" / "forensics.md"
-_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.MULTILINE | re.DOTALL)
-_WRAPPER = 'id: docs\nname: docs\ntrigger:\n  match: alert.severity >= "low"\nsteps:\n'
-CONNECTOR = forensics
 
 
 def test_every_action_and_field_is_documented() -> None:
-    text = PAGE.read_text(encoding="utf-8")
-    for spec in CONNECTOR.actions.values():
-        assert f"### `{spec.qualified_name}`" in text
-        for model in (spec.input_model, spec.output_model):
-            for name in model.model_fields:
-                assert f"| `{name}` |" in text, f"{spec.qualified_name}: {name}"
-        for secret in spec.secrets:
-            assert f"{CONNECTOR.name}.{secret}" in text
+    check_docs_page(forensics, PAGE)
 
 
-@pytest.mark.parametrize("block", _BLOCK.findall(PAGE.read_text(encoding="utf-8")))
+@pytest.mark.parametrize("block", yaml_examples(PAGE))
 def test_the_yaml_examples_validate(block: str) -> None:
-    assert isinstance(YAML(typ="safe", pure=True).load(block), list)
-    text = _WRAPPER + "".join("  " + line + "\n" for line in block.splitlines())
-    result = validate_text(text, file=PAGE.name, registry=Registry.of([core, edr, forensics]))
+    registry = Registry.of([core, edr, forensics])
+    result = validate_text(steps_playbook(block), file=PAGE.name, registry=registry)
     assert [str(d) for d in result.diagnostics] == []

@@ -3,36 +3,25 @@ validates."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 from soar_http import http
 
 from soar.connectors import Registry
 from soar.connectors.core import core
+from soar.connectors.testing import check_docs_page, steps_playbook, yaml_examples
 from soar.playbook.validate import validate_text
 
 PAGE = Path(__file__).resolve().parents[3] / "docs" / "connectors" / "http.md"
-_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.MULTILINE | re.DOTALL)
-_WRAPPER = 'id: docs\nname: docs\ntrigger:\n  match: alert.severity >= "low"\nsteps:\n'
 
 
 def test_every_action_and_field_is_documented() -> None:
-    text = PAGE.read_text(encoding="utf-8")
-    for spec in http.actions.values():
-        assert f"### `{spec.qualified_name}`" in text
-        for model in (spec.input_model, spec.output_model):
-            for name, info in model.model_fields.items():
-                assert f"| `{info.alias or name}` |" in text, f"{spec.qualified_name}: {name}"
-        for secret in spec.secrets:
-            assert f"{http.name}.{secret}" in text
+    check_docs_page(http, PAGE)
 
 
-@pytest.mark.parametrize("block", _BLOCK.findall(PAGE.read_text(encoding="utf-8")))
+@pytest.mark.parametrize("block", yaml_examples(PAGE))
 def test_the_yaml_examples_validate(block: str) -> None:
-    assert isinstance(YAML(typ="safe", pure=True).load(block), list)
-    text = _WRAPPER + "".join("  " + line + "\n" for line in block.splitlines())
-    result = validate_text(text, file=PAGE.name, registry=Registry.of([core, http]))
+    registry = Registry.of([core, http])
+    result = validate_text(steps_playbook(block), file=PAGE.name, registry=registry)
     assert [str(d) for d in result.diagnostics] == []

@@ -3,7 +3,6 @@ random passwords, the refusal to send an AD password in the clear, the declared 
 
 from __future__ import annotations
 
-import re
 import string
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from soar_ldap._settings import OperationRefused, SettingsInvalid, settings_from
 
 from soar.connectors import Registry, TargetKind
 from soar.connectors.core import core
+from soar.connectors.testing import yaml_examples
 from soar.playbook.validate import validate_text
 
 AD: dict[str, Any] = {
@@ -144,10 +144,9 @@ def test_names_with_control_characters_are_refused_before_any_call(bad: str) -> 
 
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "connectors" / "ldap.md"
-_YAML = re.compile(r"^```yaml\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
-@pytest.mark.parametrize("block", _YAML.findall(DOC.read_text(encoding="utf-8")))
+@pytest.mark.parametrize("block", yaml_examples(DOC))
 def test_the_guides_playbooks_validate_against_the_real_actions(block: str) -> None:
     registry = Registry.of([core, ldap])
     result = validate_text(block, file="docs/connectors/ldap.md", registry=registry)

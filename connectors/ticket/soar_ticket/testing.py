@@ -18,6 +18,7 @@ from aiohttp import web
 from pydantic import JsonValue
 
 from soar.connectors import Secrets
+from soar.connectors.testing import FaultSwitches
 
 JSON = dict[str, JsonValue]
 _FIELDS = ("subject", "description", "priority", "status", "source", "group_id", "responder_id")
@@ -40,27 +41,22 @@ class Seen:
     authorization: str
 
 
-class FreshserviceTestServer:
+class FreshserviceTestServer(FaultSwitches):
     """`async with FreshserviceTestServer(api_key=...) as helpdesk:` on 127.0.0.1, a free port.
 
     Switches, each counting down per answered request: `rate_limit(times, retry_after)`,
-    `fail(times, status)`, `slow(seconds, times)`; `lose_answers(seconds, times)` counts
-    writes. `effects` counts creations and updates.
+    `fail(times, status)`, `slow(seconds, times)` (see `FaultSwitches`);
+    `lose_answers(seconds, times)` counts writes. `effects` counts creations and updates.
     """
 
     def __init__(self, *, api_key: str = "test-api-key") -> None:
+        super().__init__()
         self.api_key = api_key
         self.tickets: dict[int, JSON] = {}
         self.notes: dict[int, list[JSON]] = {}
         self.seen: list[Seen] = []
         self.effects: Counter[str] = Counter()  # "create", "update:<id>", "note:<id>"
         self._next_id = 100
-        self._rate_limited = 0
-        self._retry_after = 1.0
-        self._failing = 0
-        self._fail_status = 503
-        self._slow = 0
-        self._slow_seconds = 0.0
         self._stalled = 0
         self._stall_seconds = 0.0
         self._runner: web.AppRunner | None = None
@@ -75,15 +71,6 @@ class FreshserviceTestServer:
         return Secrets({"api_key": self.api_key})
 
     # -- switches ------------------------------------------------------------------------------
-
-    def rate_limit(self, times: int, retry_after: float) -> None:
-        self._rate_limited, self._retry_after = times, retry_after
-
-    def fail(self, times: int, status: int) -> None:
-        self._failing, self._fail_status = times, status
-
-    def slow(self, seconds: float, times: int) -> None:
-        self._slow, self._slow_seconds = times, seconds
 
     def lose_answers(self, seconds: float, times: int) -> None:
         """The next `times` writes take effect, then their answers are held back `seconds`:
@@ -157,24 +144,20 @@ class FreshserviceTestServer:
                 authorization,
             )
         )
-        if self._slow > 0:
-            self._slow -= 1
-            await asyncio.sleep(self._slow_seconds)
-        if self._rate_limited > 0:
-            self._rate_limited -= 1
+        fault = await self.next_fault(request.path)
+        if fault is not None and fault.retry_after is not None:
             response = error(429, "You have exceeded the limit of requests per minute")
-            response.headers["Retry-After"] = f"{self._retry_after:g}"
+            response.headers.update(fault.headers)
             return response
-        if self._failing > 0:
-            self._failing -= 1
-            if self._fail_status == 400:
-                problem: JsonValue = {
-                    "field": "group_id",
-                    "message": "There is no group matching the given group_id",
-                    "code": "invalid_value",
-                }
-                return error(400, "Validation failed", [problem])
-            return error(self._fail_status, "Something went wrong on our side")
+        if fault is not None and fault.status == 400:
+            problem: JsonValue = {
+                "field": "group_id",
+                "message": "There is no group matching the given group_id",
+                "code": "invalid_value",
+            }
+            return error(400, "Validation failed", [problem])
+        if fault is not None:
+            return error(fault.status, "Something went wrong on our side")
         expected = "Basic " + base64.b64encode(f"{self.api_key}:X".encode()).decode()
         if authorization != expected:
             return error(401, "You have to be logged in to perform this action.")
@@ -219,25 +202,15 @@ class FreshserviceTestServer:
         return web.json_response({"tickets": found, "total": len(found)})
 
     def _invalid(self, fields: JSON) -> web.Response | None:
-        problems: list[JsonValue] = []
-        priority = fields.get("priority")
-        if "priority" in fields and priority not in (1, 2, 3, 4):
-            problems.append(
-                {
-                    "field": "priority",
-                    "message": "It should be one of these values: '1,2,3,4'",
-                    "code": "invalid_value",
-                }
-            )
-        status = fields.get("status")
-        if "status" in fields and status not in (2, 3, 4, 5):
-            problems.append(
-                {
-                    "field": "status",
-                    "message": "It should be one of these values: '2,3,4,5'",
-                    "code": "invalid_value",
-                }
-            )
+        problems: list[JsonValue] = [
+            {
+                "field": name,
+                "message": f"It should be one of these values: '{','.join(map(str, allowed))}'",
+                "code": "invalid_value",
+            }
+            for name, allowed in (("priority", (1, 2, 3, 4)), ("status", (2, 3, 4, 5)))
+            if name in fields and fields[name] not in allowed
+        ]
         return error(400, "Validation failed", problems) if problems else None
 
     async def _create(self, request: web.Request) -> web.Response:
