@@ -182,21 +182,13 @@ async def disable_account(ctx: ActionContext, params: AccountRef) -> AccountStat
 
     AD: the ACCOUNTDISABLE bit of userAccountControl; OpenLDAP: pwdAccountLockedTime
     000001010000Z (ppolicy). A disabled account is left as it is (`changed: false`)."""
-    async with _directory(ctx) as directory:
-        account = await directory.read(params.dn)
-        if account.disabled:
-            return AccountState(dn=account.dn, disabled=True, changed=False)
-        await directory.disable(account)
-    ctx.logger.info("disabled %s", account.dn)
-    return AccountState(dn=account.dn, disabled=True, changed=True)
+    return await _switch(ctx, params.dn, disabled=True)
 
 
 @ldap.verify("disable_account")
 async def is_disabled(ctx: ActionContext, params: AccountRef) -> AccountState | None:
     """The account's state when it is already disabled, else None."""
-    async with _directory(ctx) as directory:
-        account = await directory.read(params.dn)
-    return AccountState(dn=account.dn, disabled=True, changed=True) if account.disabled else None
+    return await _state_if(ctx, params.dn, disabled=True)
 
 
 @ldap.action(
@@ -212,25 +204,41 @@ async def enable_account(ctx: ActionContext, params: AccountRef) -> AccountState
 
     AD: clear ACCOUNTDISABLE; OpenLDAP: remove pwdAccountLockedTime, which also lifts a lockout
     left by failed binds. An enabled account is left as it is (`changed: false`)."""
-    async with _directory(ctx) as directory:
-        account = await directory.read(params.dn)
-        lifts_lockout = directory.settings.flavour == "openldap" and account.locked
-        if not account.disabled and not lifts_lockout:
-            return AccountState(dn=account.dn, disabled=False, changed=False)
-        await directory.enable(account)
-    ctx.logger.info("enabled %s", account.dn)
-    return AccountState(dn=account.dn, disabled=False, changed=True)
+    return await _switch(ctx, params.dn, disabled=False)
 
 
 @ldap.verify("enable_account")
 async def is_enabled(ctx: ActionContext, params: AccountRef) -> AccountState | None:
     """The account's state when it is already enabled, else None."""
+    return await _state_if(ctx, params.dn, disabled=False)
+
+
+def _is_already(directory: Directory, account: Account, *, disabled: bool) -> bool:
+    """Whether the account is disabled, or enabled with no lockout left for enabling to lift
+    (OpenLDAP: removing pwdAccountLockedTime lifts one)."""
+    if disabled:
+        return account.disabled
+    lifts_lockout = directory.settings.flavour == "openldap" and account.locked
+    return not account.disabled and not lifts_lockout
+
+
+async def _switch(ctx: ActionContext, dn: str, *, disabled: bool) -> AccountState:
+    """Disable or enable the account; one that is so already is left as it is."""
     async with _directory(ctx) as directory:
-        account = await directory.read(params.dn)
-        lifts_lockout = directory.settings.flavour == "openldap" and account.locked
-    if account.disabled or lifts_lockout:
-        return None
-    return AccountState(dn=account.dn, disabled=False, changed=True)
+        account = await directory.read(dn)
+        if _is_already(directory, account, disabled=disabled):
+            return AccountState(dn=account.dn, disabled=disabled, changed=False)
+        await (directory.disable if disabled else directory.enable)(account)
+    ctx.logger.info("disabled %s" if disabled else "enabled %s", account.dn)
+    return AccountState(dn=account.dn, disabled=disabled, changed=True)
+
+
+async def _state_if(ctx: ActionContext, dn: str, *, disabled: bool) -> AccountState | None:
+    """The account's state when it is already disabled (or enabled), else None."""
+    async with _directory(ctx) as directory:
+        account = await directory.read(dn)
+        done = _is_already(directory, account, disabled=disabled)
+    return AccountState(dn=account.dn, disabled=disabled, changed=True) if done else None
 
 
 @ldap.action(

@@ -168,10 +168,14 @@ def _int(record: Mapping[str, JsonValue], name: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _custom_fields(record: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
+    custom = record.get("custom_fields")
+    return dict(custom) if isinstance(custom, dict) else {}
+
+
 def _ticket(api: Freshservice, record: Mapping[str, JsonValue], *, changed: bool) -> Ticket:
     ticket_id = _int(record, "id") or 0
     status = _int(record, "status") or 0
-    custom = record.get("custom_fields")
     return Ticket(
         id=ticket_id,
         subject=str(record.get("subject") or ""),
@@ -181,7 +185,7 @@ def _ticket(api: Freshservice, record: Mapping[str, JsonValue], *, changed: bool
         requester_id=_int(record, "requester_id"),
         group_id=_int(record, "group_id"),
         responder_id=_int(record, "responder_id"),
-        custom_fields=dict(custom) if isinstance(custom, dict) else {},
+        custom_fields=_custom_fields(record),
         url=f"{api.base_url}/a/tickets/{ticket_id}",
         changed=changed,
     )
@@ -292,8 +296,7 @@ def _differences(record: Mapping[str, JsonValue], wanted: Mapping[str, JsonValue
     changes: Body = {}
     for name, value in wanted.items():
         if name == "custom_fields" and isinstance(value, dict):
-            current = record.get("custom_fields")
-            current = current if isinstance(current, dict) else {}
+            current = _custom_fields(record)
             custom = {k: v for k, v in value.items() if current.get(k) != v}
             if custom:
                 changes["custom_fields"] = custom
@@ -306,8 +309,7 @@ def _previous(record: Mapping[str, JsonValue], changes: Mapping[str, JsonValue])
     previous: Body = {}
     for name, value in changes.items():
         if name == "custom_fields" and isinstance(value, dict):
-            current = record.get("custom_fields")
-            current = current if isinstance(current, dict) else {}
+            current = _custom_fields(record)
             previous["custom_fields"] = {k: current.get(k) for k in value}
         else:
             previous[name] = record.get(name)
