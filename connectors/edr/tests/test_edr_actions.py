@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import pytest
 from pydantic import BaseModel
@@ -16,10 +17,16 @@ CONTAINMENT = "/devices/entities/devices-actions/v2"
 
 
 async def call(
-    falcon: FalconTestServer, action: str, key: str = "run-1:step", **inputs: object
+    falcon: FalconTestServer,
+    action: str,
+    key: str = "run-1:step",
+    settings: dict[str, object] | None = None,
+    **inputs: object,
 ) -> BaseModel:
     spec = edr.actions[action]
-    ctx = ActionContext(key, settings=falcon.settings, secrets=falcon.secrets)
+    ctx = ActionContext(
+        key, settings={**falcon.settings, **(settings or {})}, secrets=falcon.secrets
+    )
     return await spec.fn(ctx, spec.input_model.model_validate(inputs))
 
 
@@ -161,26 +168,33 @@ ACTIONS = [
 ]
 
 
-@pytest.mark.parametrize(("action", "inputs"), ACTIONS)
-async def test_a_server_error_is_retryable(
-    falcon: FalconTestServer, action: str, inputs: dict[str, object]
-) -> None:
-    falcon.fail(times=1, status=503)
-    with pytest.raises(ActionFailed, match="503") as failed:
-        await call(falcon, action, **inputs)
-    assert failed.value.retryable is True
-    await call(falcon, action, **inputs)  # the next attempt goes through
+FAILURES = [  # the server's trouble, the failure's message, whether it is retryable
+    pytest.param(lambda f: f.fail(1, 503), "503", True, id="server-error"),
+    pytest.param(  # the token request goes through: the 400 hits the API
+        lambda f: f.fail(1, 400, after=1),
+        r"400 to [A-Z]+ /.*internal server error",
+        False,
+        id="400",
+    ),
+    pytest.param(lambda f: f.rate_limit(1, 3600), r"rate limited.*3600s", True, id="rate-limited"),
+]
 
 
+@pytest.mark.parametrize(("trouble", "message", "retryable"), FAILURES)
 @pytest.mark.parametrize(("action", "inputs"), ACTIONS)
-async def test_a_client_error_is_final_with_the_api_message(
-    falcon: FalconTestServer, action: str, inputs: dict[str, object]
+async def test_a_failure_says_whether_to_retry_and_the_next_attempt_succeeds(
+    falcon: FalconTestServer,
+    action: str,
+    inputs: dict[str, object],
+    trouble: Callable[[FalconTestServer], None],
+    message: str,
+    retryable: bool,
 ) -> None:
-    await call(falcon, "get_host", host="web-01")  # a token first: the 400 hits the API
-    falcon.fail(times=1, status=400)
-    with pytest.raises(ActionFailed, match=r"400.*internal server error") as failed:
+    trouble(falcon)
+    with pytest.raises(ActionFailed, match=message) as failed:
         await call(falcon, action, **inputs)
-    assert failed.value.retryable is False
+    assert failed.value.retryable is retryable
+    await call(falcon, action, **inputs)
 
 
 @pytest.mark.parametrize(("action", "inputs"), ACTIONS)
@@ -193,25 +207,12 @@ async def test_a_short_rate_limit_is_waited_out(
 
 
 @pytest.mark.parametrize(("action", "inputs"), ACTIONS)
-async def test_a_rate_limit_past_the_budget_is_retryable(
-    falcon: FalconTestServer, action: str, inputs: dict[str, object]
-) -> None:
-    falcon.rate_limit(times=1, retry_after=3600)
-    with pytest.raises(ActionFailed, match=r"rate limited.*3600s") as failed:
-        await call(falcon, action, **inputs)
-    assert failed.value.retryable is True
-
-
-@pytest.mark.parametrize(("action", "inputs"), ACTIONS)
 async def test_a_slow_answer_times_out_as_retryable(
     falcon: FalconTestServer, action: str, inputs: dict[str, object]
 ) -> None:
     falcon.slow(seconds=0.5, times=1)
-    settings = {**falcon.settings, "request_timeout": 0.1}
-    spec = edr.actions[action]
-    ctx = ActionContext("k", settings=settings, secrets=falcon.secrets)
     with pytest.raises(ActionFailed, match="did not answer in time") as failed:
-        await spec.fn(ctx, spec.input_model.model_validate(inputs))
+        await call(falcon, action, settings={"request_timeout": 0.1}, **inputs)
     assert failed.value.retryable is True
 
 

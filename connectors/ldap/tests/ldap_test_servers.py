@@ -100,33 +100,20 @@ access to attrs=userPassword
 access to * by * read
 """
 
-SLAPD_SEED = """\
+SLAPD_SEED = (
+    """\
 dn: {base}
 objectClass: dcObject
 objectClass: organization
 dc: example
 o: Example
 
-dn: ou=people,{base}
-objectClass: organizationalUnit
-ou: people
-
-dn: ou=groups,{base}
-objectClass: organizationalUnit
-ou: groups
-
-dn: ou=admins,{base}
-objectClass: organizationalUnit
-ou: admins
-
-dn: ou=services,{base}
-objectClass: organizationalUnit
-ou: services
-
-dn: ou=policies,{base}
-objectClass: organizationalUnit
-ou: policies
-
+"""
+    + "".join(
+        f"dn: ou={ou},{{base}}\nobjectClass: organizationalUnit\nou: {ou}\n\n"
+        for ou in ("people", "groups", "admins", "services", "policies")
+    )
+    + """\
 dn: cn=default,ou=policies,{base}
 objectClass: device
 objectClass: pwdPolicy
@@ -139,6 +126,7 @@ pwdFailureCountInterval: 0
 pwdAllowUserChange: TRUE
 pwdMustChange: FALSE
 """
+)
 
 
 @dataclass
@@ -481,46 +469,24 @@ def provisioned_domain(log: Callable[[str], None] = lambda _: None) -> Path:
         empty = scratch / "empty.conf"
         empty.write_text("")
         started = time.monotonic()
-        provision = subprocess.run(  # noqa: S603
-            [
-                SAMBA_TOOL,
-                "domain",
-                "provision",
-                "-s",
-                str(empty),
-                f"--targetdir={scratch}",
-                f"--adminpass={BIND_PASSWORD}",
-                *SAMBA_PROVISION_OPTIONS,
-                *_samba_conf_options(scratch),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
+        _samba_tool(
+            "domain",
+            "provision",
+            "-s",
+            str(empty),
+            f"--targetdir={scratch}",
+            f"--adminpass={BIND_PASSWORD}",
+            *SAMBA_PROVISION_OPTIONS,
+            *_samba_conf_options(scratch),
         )
-        if provision.returncode != 0:
-            raise ServerFailed(
-                f"samba-tool domain provision failed ({provision.returncode}):\n"
-                f"{_tail(provision.stdout + provision.stderr)}"
-            )
-        policy = subprocess.run(  # noqa: S603
-            [
-                SAMBA_TOOL,
-                "domain",
-                "passwordsettings",
-                "set",
-                "-s",
-                str(scratch / "etc" / "smb.conf"),
-                *SAMBA_PASSWORD_SETTINGS,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
+        _samba_tool(
+            "domain",
+            "passwordsettings",
+            "set",
+            "-s",
+            str(scratch / "etc" / "smb.conf"),
+            *SAMBA_PASSWORD_SETTINGS,
         )
-        if policy.returncode != 0:
-            output = policy.stdout + policy.stderr
-            raise ServerFailed(f"samba-tool domain passwordsettings failed:\n{_tail(output)}")
         (scratch / "template-dir").write_text(str(scratch))
         (scratch / "ready").write_text(f"{time.monotonic() - started:.1f}s\n")
         log(f"provisioned a Samba domain in {time.monotonic() - started:.1f}s")
@@ -532,6 +498,22 @@ def provisioned_domain(log: Callable[[str], None] = lambda _: None) -> Path:
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
+
+
+def _samba_tool(*args: str) -> None:
+    """Run `samba-tool args...`.
+
+    Raises:
+        ServerFailed: it failed (the message ends with its output).
+    """
+    done = subprocess.run(  # noqa: S603
+        [SAMBA_TOOL, *args], capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
+    )
+    if done.returncode != 0:
+        raise ServerFailed(
+            f"samba-tool {args[0]} {args[1]} failed ({done.returncode}):\n"
+            f"{_tail(done.stdout + done.stderr)}"
+        )
 
 
 def copy_domain(template: Path, parent: Path) -> Path:
@@ -617,9 +599,7 @@ def _forward_when_listening(
             text = out.read_text(errors="replace")
             if "unshare failed" in text:  # no CAP_SYS_ADMIN here (an unprivileged container)
                 raise ServerMissing(f"cannot make a network namespace here: {_tail(text, 3)}")
-            raise ServerFailed(
-                f"samba exited with {process.returncode}:\n{_tail(out.read_text(errors='replace'))}"
-            )
+            raise _samba_exited(process, out)
         try:
             exe = os.readlink(f"/proc/{process.pid}/exe")
         except OSError:
@@ -632,9 +612,7 @@ def _forward_when_listening(
     while time.monotonic() < end:
         if process.poll() is not None:
             forwarder.close()
-            raise ServerFailed(
-                f"samba exited with {process.returncode}:\n{_tail(out.read_text(errors='replace'))}"
-            )
+            raise _samba_exited(process, out)
         try:
             forwarder.dial(timeout=2).close()
             return forwarder
@@ -643,4 +621,10 @@ def _forward_when_listening(
     forwarder.close()
     raise ServerFailed(
         f"samba's LDAPS port did not open:\n{_tail(out.read_text(errors='replace'))}"
+    )
+
+
+def _samba_exited(process: subprocess.Popen[bytes], out: Path) -> ServerFailed:
+    return ServerFailed(
+        f"samba exited with {process.returncode}:\n{_tail(out.read_text(errors='replace'))}"
     )

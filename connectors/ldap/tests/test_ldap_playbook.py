@@ -67,6 +67,18 @@ async def until(check: Callable[[], bool], seconds: float = 20.0) -> None:
         await asyncio.sleep(0.02)
 
 
+def containment_engine(lab: Lab, store: MemoryStore) -> Engine:
+    """An engine running the containment playbook against the lab's directory."""
+    registry = Registry.of([core, ldap])
+    return Engine(
+        store,
+        registry,
+        [load(registry)],
+        connector_settings={"ldap": lab.settings},
+        secrets={"ldap.bind_password": BIND_PASSWORD},
+    )
+
+
 async def test_a_playbook_disables_and_its_compensation_enables_again(
     lab: Lab, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -76,14 +88,7 @@ async def test_a_playbook_disables_and_its_compensation_enables_again(
     groups = [lab.add_group(members=[dn]), lab.add_group(members=[dn])]
     bystander_group = lab.add_group()
     store = MemoryStore()
-    registry = Registry.of([core, ldap])
-    engine = Engine(
-        store,
-        registry,
-        [load(registry)],
-        connector_settings={"ldap": lab.settings},
-        secrets={"ldap.bind_password": BIND_PASSWORD},
-    )
+    engine = containment_engine(lab, store)
     try:
         run_id = await engine.start_run("contain-account", inputs={"username": login})
         await until(lambda: "confirm" in engine.executors[run_id].states)
@@ -139,14 +144,7 @@ async def test_a_playbook_disables_and_its_compensation_enables_again(
 async def test_a_service_account_is_looked_up_but_left_alone(lab: Lab) -> None:
     login = lab.unique("svc")
     dn = lab.add_user(login, container=lab.services)
-    registry = Registry.of([core, ldap])
-    engine = Engine(
-        MemoryStore(),
-        registry,
-        [load(registry)],
-        connector_settings={"ldap": lab.settings},
-        secrets={"ldap.bind_password": BIND_PASSWORD},
-    )
+    engine = containment_engine(lab, MemoryStore())
     try:
         run_id = await engine.start_run("contain-account", inputs={"username": login})
         await until(lambda: "confirm" in engine.executors[run_id].states)
