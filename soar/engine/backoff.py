@@ -32,4 +32,5 @@ def retry_delay(
     delay = timedelta(seconds=base)
     if retry_after is None:
         return delay
-    return max(delay, min(timedelta(seconds=retry_after), MAX_RETRY_AFTER))
+    asked = min(retry_after, MAX_RETRY_AFTER.total_seconds())  # inf too
+    return max(delay, timedelta(seconds=asked))

@@ -118,7 +118,9 @@ async def _falcon(ctx: ActionContext, budget: timedelta) -> AsyncIterator[Falcon
         ) as falcon:
             yield falcon
     except FalconError as exc:
-        raise ActionFailed(exc.message, retryable=exc.retryable) from None
+        raise ActionFailed(
+            exc.message, retryable=exc.retryable, retry_after=exc.retry_after
+        ) from None
 
 
 def _host(host: str, record: dict[str, JsonValue]) -> Host:

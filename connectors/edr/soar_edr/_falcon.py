@@ -20,6 +20,8 @@ from typing import Final, Self
 import aiohttp
 from pydantic import JsonValue
 
+from soar.connectors.retry import retry_after_seconds
+
 # seconds before expiry a cached token is no longer used (half its lifetime, if shorter)
 _REFRESH_MARGIN: Final = 60.0
 _RATE_LIMIT_TRIES: Final = 3
@@ -33,11 +35,19 @@ _DEVICE_ID: Final = re.compile(r"^[0-9a-fA-F]{32}\Z")
 class FalconError(Exception):
     """A Falcon request failed; `retryable` says whether another attempt may succeed."""
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.status = status
+        self.retry_after = retry_after
 
 
 class FileTooLarge(FalconError):
@@ -233,7 +243,10 @@ class Falcon:
         wait = _seconds(retry_after)
         if limited >= _RATE_LIMIT_TRIES or wait > self.remaining() - 0.1:
             raise FalconError(
-                f"rate limited by the EDR (retry after {wait:g}s)", retryable=True, status=429
+                f"rate limited by the EDR (retry after {wait:g}s)",
+                retryable=True,
+                status=429,
+                retry_after=wait,
             )
         await asyncio.sleep(wait)
 
@@ -459,10 +472,8 @@ def _message(body: Envelope) -> str:
 
 
 def _seconds(header: str | None) -> float:
-    try:
-        return max(0.0, float(header)) if header is not None else 1.0
-    except ValueError:
-        return 1.0
+    found = retry_after_seconds(header)
+    return 1.0 if found is None else found
 
 
 async def _json(response: aiohttp.ClientResponse) -> Envelope:

@@ -194,6 +194,8 @@ async def test_a_failure_says_whether_to_retry_and_the_next_attempt_succeeds(
     with pytest.raises(ActionFailed, match=message) as failed:
         await call(falcon, action, **inputs)
     assert failed.value.retryable is retryable
+    # a rate limit tells the engine when to come back; other failures leave it to the policy
+    assert failed.value.retry_after == (3600 if "rate limited" in message else None)
     await call(falcon, action, **inputs)
 
 

@@ -282,7 +282,9 @@ async def collect(ctx: ActionContext, params: CollectRequest) -> ArtifactRef:
                 collector, params.host, params.profile, source, deadline
             )
     except FalconError as exc:
-        raise ActionFailed(exc.message, retryable=exc.retryable) from None
+        raise ActionFailed(
+            exc.message, retryable=exc.retryable, retry_after=exc.retry_after
+        ) from None
     ctx.logger.info(
         "stored artifact %s (%d bytes) from %s", stored.sha256, stored.size, source_text
     )

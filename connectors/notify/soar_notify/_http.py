@@ -15,6 +15,7 @@ import aiohttp
 from pydantic import JsonValue
 
 from soar.connectors import ActionFailed
+from soar.connectors.retry import retry_after_seconds
 
 _QUOTE = 200
 _MIN_FRAGMENT = 8  # shorter URL parts (`hooks`, `services`) are not secret
@@ -91,7 +92,11 @@ async def post(
     quoted = scrub(text.strip(), hidden)[:_QUOTE]
     if status == 429:
         wait = f", retry after {scrub(retry_after, hidden)[:20]} s" if retry_after else ""
-        raise ActionFailed(f"{what}: rate limited (429){wait}", retryable=True)
+        raise ActionFailed(
+            f"{what}: rate limited (429){wait}",
+            retryable=True,
+            retry_after=retry_after_seconds(retry_after),
+        )
     if status >= 500:
         raise ActionFailed(f"{what}: server error {status}: {quoted}", retryable=True)
     raise ActionFailed(f"{what}: refused with {status}: {quoted}", retryable=False)

@@ -118,6 +118,7 @@ async def test_a_rate_limited_page_is_retried_with_the_same_dedup_key(vendor: Ve
         await call("page", ctx, service="soc")
     assert failed.value.retryable
     assert "429" in str(failed.value)
+    assert failed.value.retry_after == 2  # the vendor's Retry-After, for the engine's next try
     await call("page", ctx, service="soc")
     first, second = vendor.of("pagerduty")
     assert isinstance(first.json, dict)

@@ -160,7 +160,9 @@ async def _helpdesk(ctx: ActionContext, budget: timedelta) -> AsyncIterator[Fres
         ) as api:
             yield api
     except FreshserviceError as exc:
-        raise ActionFailed(exc.message, retryable=exc.retryable) from None
+        raise ActionFailed(
+            exc.message, retryable=exc.retryable, retry_after=exc.retry_after
+        ) from None
 
 
 def _int(record: Mapping[str, JsonValue], name: str) -> int | None:

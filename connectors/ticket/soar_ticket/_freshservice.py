@@ -18,6 +18,8 @@ from typing import Final, Self
 import aiohttp
 from pydantic import JsonValue
 
+from soar.connectors.retry import retry_after_seconds
+
 _RATE_LIMIT_TRIES: Final = 3
 _DEFAULT_REQUEST_TIMEOUT: Final = 20.0
 _MAX_BODY: Final = 4 * 1024 * 1024  # bytes of one API answer read at most
@@ -28,11 +30,19 @@ Body = dict[str, JsonValue]
 class FreshserviceError(Exception):
     """A Freshservice request failed; `retryable` says whether another attempt may succeed."""
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.status = status
+        self.retry_after = retry_after
 
 
 def base_url_of(settings: Mapping[str, JsonValue]) -> str:
@@ -145,6 +155,7 @@ class Freshservice:
                         f"rate limited by the helpdesk (retry after {wait:g}s)",
                         retryable=True,
                         status=429,
+                        retry_after=wait,
                     )
                 await asyncio.sleep(wait)
                 continue
@@ -240,7 +251,5 @@ def _message(body: Body) -> str:
 
 
 def _seconds(header: str | None) -> float:
-    try:
-        return max(0.0, float(header)) if header is not None else 1.0
-    except ValueError:
-        return 1.0
+    found = retry_after_seconds(header)
+    return 1.0 if found is None else found
