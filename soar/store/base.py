@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from soar.models.audit import AuditEvent, AuditFilter, AuditRecord, StoredCheckpoint
 from soar.models.run import (
@@ -22,6 +22,43 @@ from soar.models.run import (
     Timer,
     Transition,
 )
+
+if TYPE_CHECKING:
+    from pydantic import JsonValue
+
+INBOX_KINDS: Final = ("decide", "abort", "event")
+"""What an inbox item asks of a run: decide an approval, abort the run, attach an event."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """A request for a run, recorded by any process and carried out by the worker that holds
+    the run's lease (see `Change.inbox`). `kind` is one of `INBOX_KINDS`; `actor` is who asked.
+    Pending while `done_at` is None; once done, `outcome` says how it went."""
+
+    id: str
+    run_id: str
+    kind: str
+    body: JsonValue
+    actor: str
+    at: datetime
+    done_at: datetime | None = None
+    outcome: JsonValue = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A credential of the HTTP API: `digest` is a hash of the secret (the secret itself is never
+    stored), `role` what it may do. Revoked once `revoked_at` is set; kept, not deleted, so that
+    audit records naming it still resolve."""
+
+    id: str
+    name: str
+    role: str
+    digest: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +105,21 @@ class Change:
     heartbeats: list[Heartbeat] = field(default_factory=list)
     forget_workers: list[str] = field(default_factory=list)
     """Workers that are gone: their leases are up for anyone to claim at once."""
+    inbox: list[InboxItem] = field(default_factory=list)
+    """Requests recorded (pending: their `done_at` and `outcome` are not written). Each run
+    must be recorded and not terminal, checked under the run's lease row so that it cannot end
+    meanwhile; else the whole change fails with ConflictError. A repeated id is a
+    ConflictError too."""
+    inbox_done: list[tuple[str, datetime, JsonValue]] = field(default_factory=list)
+    """(item id, done at, outcome): requests carried out, written in the same change as what
+    carries them out. An item that is not pending (unknown, or done already) fails the whole
+    change with ConflictError: no request is ever carried out twice."""
+    close_inbox: list[tuple[str, datetime, JsonValue]] = field(default_factory=list)
+    """(run id, done at, outcome): every request of the run still pending is done with this
+    outcome (written with a run's last write: a finished run has no pending requests)."""
+    tokens: list[ApiToken] = field(default_factory=list)
+    """API tokens, upserted by id (a revocation is the token written again with `revoked_at`).
+    Two tokens with one digest are a ConflictError."""
 
     def is_empty(self) -> bool:
         return not (
@@ -85,6 +137,10 @@ class Change:
             or self.fence
             or self.heartbeats
             or self.forget_workers
+            or self.inbox
+            or self.inbox_done
+            or self.close_inbox
+            or self.tokens
         )
 
 
@@ -170,6 +226,19 @@ class Store(Protocol):
 
     async def held_runs(self, worker: str) -> dict[str, int]:
         """The runs `worker` holds the lease of, with their tokens."""
+
+    async def inbox_for(self, worker: str, limit: int) -> list[InboxItem]:
+        """Pending requests of the runs `worker` holds the lease of, in the order they were
+        recorded, at most `limit`."""
+
+    async def inbox_item(self, id: str) -> InboxItem | None:
+        """One request, pending or done, or None when there is no such item."""
+
+    async def api_token(self, digest: str) -> ApiToken | None:
+        """The token with this digest (revoked or not), or None."""
+
+    async def api_tokens(self) -> list[ApiToken]:
+        """Every token, revoked ones too, oldest first."""
 
     async def close(self) -> None:
         """Finish pending writes and release the backend."""

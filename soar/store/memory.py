@@ -13,7 +13,7 @@ from soar.errors import ConflictError, StoreError
 from soar.models.audit import ZERO_HASH, AuditFilter, AuditRecord, StoredCheckpoint, seal
 from soar.models.run import Run, RunStatus, Timer, Transition
 from soar.store import rows
-from soar.store.base import Change, Heartbeat, RunFilter, RunSnapshot
+from soar.store.base import ApiToken, Change, Heartbeat, InboxItem, RunFilter, RunSnapshot
 
 _TERMINAL = frozenset(s.value for s in RunStatus if s.is_terminal)
 
@@ -33,6 +33,9 @@ class MemoryStore:
         self._checkpoints: dict[int, rows.CheckpointRow] = {}
         self._leases: dict[str, tuple[str, int]] = {}
         self._workers: dict[str, int] = {}
+        self._inbox: dict[str, rows.InboxRow] = {}
+        """Every item, in the order recorded (dicts keep it)."""
+        self._tokens: dict[str, rows.TokenRow] = {}
         self._closed = False
 
     async def apply(self, change: Change) -> None:
@@ -62,6 +65,8 @@ class MemoryStore:
         for checkpoint in encoded.checkpoints:
             if checkpoint[0] in self._checkpoints:
                 raise ConflictError(f"a checkpoint at tree size {checkpoint[0]} already exists")
+        self._check_inbox(encoded)
+        self._check_tokens(encoded.tokens)
         for run_id, owner, token, _ in taken:
             self._leases[run_id] = (owner, token)
         for worker, expires in encoded.heartbeats:
@@ -88,6 +93,52 @@ class MemoryStore:
             self._audit.extend(seal(list(change.audit), head))
         for checkpoint in encoded.checkpoints:
             self._checkpoints[checkpoint[0]] = checkpoint
+        for item in encoded.inbox:
+            self._inbox[item[0]] = item
+        for item_id, done_at, outcome in encoded.inbox_done:
+            self._inbox[item_id] = (*self._inbox[item_id][:6], done_at, outcome)
+        if encoded.close_inbox:
+            closing = {c[0]: c for c in encoded.close_inbox}
+            for item_id, item in list(self._inbox.items()):
+                close = closing.get(item[1])
+                if close is not None and item[6] is None:
+                    self._inbox[item_id] = (*item[:6], close[1], close[2])
+        for api_token in encoded.tokens:
+            self._tokens[api_token[0]] = api_token
+
+    def _check_inbox(self, encoded: rows.EncodedChange) -> None:
+        """Refuse the change (ConflictError) for a request to a run that is not recorded or has
+        ended, a repeated item id, or an item done that is not pending."""
+        runs = {r[0]: r for r in encoded.runs}  # as this change leaves them
+        recorded: set[str] = set()
+        for item in encoded.inbox:
+            run = runs.get(item[1]) or self._runs.get(item[1])
+            refusal = rows.not_open_for_requests(item[1], None if run is None else run[4])
+            if refusal is not None:
+                raise ConflictError(refusal)
+            if item[0] in self._inbox or item[0] in recorded:
+                raise ConflictError(f"inbox item {item[0]} is already recorded")
+            recorded.add(item[0])
+        done: set[str] = set()
+        for item_id, _, _ in encoded.inbox_done:
+            known = self._inbox.get(item_id)
+            if (
+                item_id in done
+                or (known is None and item_id not in recorded)
+                or (known is not None and known[6] is not None)
+            ):
+                raise ConflictError(f"inbox item {item_id} is not pending")
+            done.add(item_id)
+
+    def _check_tokens(self, tokens: Sequence[rows.TokenRow]) -> None:
+        if not tokens:
+            return
+        digests = {t[3]: t[0] for t in self._tokens.values()}
+        for token in tokens:  # in order: a later upsert of the same id wins
+            digests = {d: i for d, i in digests.items() if i != token[0]}
+            if token[3] in digests:
+                raise ConflictError(f"an API token with the digest of {token[0]} already exists")
+            digests[token[3]] = token[0]
 
     async def load_run(self, run_id: str) -> RunSnapshot | None:
         self._check_open()
@@ -218,6 +269,29 @@ class MemoryStore:
     async def held_runs(self, worker: str) -> dict[str, int]:
         self._check_open()
         return {r: t for r, (owner, t) in self._leases.items() if owner == worker}
+
+    async def inbox_for(self, worker: str, limit: int) -> list[InboxItem]:
+        self._check_open()
+        held = {r for r, (owner, _) in self._leases.items() if owner == worker and owner}
+        pending = [i for i in self._inbox.values() if i[6] is None and i[1] in held]
+        return [rows.inbox_from(i) for i in pending[: max(limit, 0)]]
+
+    async def inbox_item(self, id: str) -> InboxItem | None:
+        self._check_open()
+        item = self._inbox.get(id)
+        return None if item is None else rows.inbox_from(item)
+
+    async def api_token(self, digest: str) -> ApiToken | None:
+        self._check_open()
+        for token in self._tokens.values():
+            if token[3] == digest:
+                return rows.token_from(token)
+        return None
+
+    async def api_tokens(self) -> list[ApiToken]:
+        self._check_open()
+        ordered = sorted(self._tokens.values(), key=lambda t: (t[4], t[0]))
+        return [rows.token_from(t) for t in ordered]
 
     async def close(self) -> None:
         self._closed = True

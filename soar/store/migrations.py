@@ -155,7 +155,37 @@ _LEASES: Final = (
     """,
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_RUNS, _AUDIT, _LEASES)
+_INBOX_AND_TOKENS: Final = (
+    # Requests for runs (approvals decided, aborts, events) from any process, carried out by
+    # the worker holding the run. `seq` is the order they were recorded in.
+    """
+    CREATE TABLE inbox (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        run_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT,
+        actor TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        done_at INTEGER,
+        outcome TEXT
+    )
+    """,
+    "CREATE INDEX inbox_pending ON inbox (run_id, seq) WHERE done_at IS NULL",
+    """
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        digest TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        revoked_at INTEGER
+    ) WITHOUT ROWID
+    """,
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_RUNS, _AUDIT, _LEASES, _INBOX_AND_TOKENS)
 """Migration i (1-based) brings a database from user_version i-1 to i."""
 
 

@@ -22,7 +22,7 @@ from soar.errors import ConfigError, StoreError
 from soar.models.audit import AuditFilter, AuditRecord, StoredCheckpoint
 from soar.models.run import Run, RunStatus, Timer, Transition
 from soar.store import rows
-from soar.store.base import Change, Heartbeat, RunFilter, RunSnapshot
+from soar.store.base import ApiToken, Change, Heartbeat, InboxItem, RunFilter, RunSnapshot
 from soar.store.postgres_migrations import migrate
 from soar.store.postgres_writer import (
     AUDIT_HEAD,
@@ -31,9 +31,11 @@ from soar.store.postgres_writer import (
 )
 from soar.store.rows import (
     AUDIT_COLUMNS,
+    INBOX_COLUMNS,
     RUN_COLUMNS,
     STEP_COLUMNS,
     TIMER_COLUMNS,
+    TOKEN_COLUMNS,
     TRANSITION_COLUMNS,
 )
 
@@ -54,6 +56,14 @@ _ORPHANS: Final = (
     "ORDER BY r.created_at, r.id LIMIT $3"
 )
 """Unfinished runs nobody drives: unleased, released, or held by a worker that is gone."""
+
+_INBOX_FOR: Final = (
+    f"SELECT {', '.join(f'i.{c}' for c in INBOX_COLUMNS.split(', '))} "  # noqa: S608 - fixed text
+    "FROM leases AS l JOIN inbox AS i ON i.run_id = l.run_id AND i.done_at IS NULL "
+    "WHERE l.owner = $1 AND l.owner <> '' ORDER BY i.seq LIMIT $2"
+)
+"""Pending requests of the runs a worker holds: its leases (`leases_owner`), then each run's
+pending items (`inbox_pending`)."""
 
 
 async def _end_transaction(connection: asyncpg.Connection) -> None:
@@ -316,8 +326,6 @@ class PostgresStore:
         )
         return [rows.checkpoint_from(r) for r in await self._fetch(sql, after_size)]
 
-    # -- lifetime ------------------------------------------------------------------------
-
     # -- leases --------------------------------------------------------------------------
 
     async def workers(self) -> list[Heartbeat]:
@@ -333,6 +341,27 @@ class PostgresStore:
     async def held_runs(self, worker: str) -> dict[str, int]:
         sql = "SELECT run_id, token FROM leases WHERE owner = $1 AND owner <> ''"
         return {r[0]: int(r[1]) for r in await self._fetch(sql, worker)}
+
+    # -- requests and tokens -------------------------------------------------------------
+
+    async def inbox_for(self, worker: str, limit: int) -> list[InboxItem]:
+        return [rows.inbox_from(r) for r in await self._fetch(_INBOX_FOR, worker, max(limit, 0))]
+
+    async def inbox_item(self, id: str) -> InboxItem | None:
+        sql = f"SELECT {INBOX_COLUMNS} FROM inbox WHERE id = $1"  # noqa: S608
+        found = await self._fetch(sql, id)
+        return rows.inbox_from(found[0]) if found else None
+
+    async def api_token(self, digest: str) -> ApiToken | None:
+        sql = f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE digest = $1"  # noqa: S608
+        found = await self._fetch(sql, digest)
+        return rows.token_from(found[0]) if found else None
+
+    async def api_tokens(self) -> list[ApiToken]:
+        sql = f"SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, id"  # noqa: S608
+        return [rows.token_from(r) for r in await self._fetch(sql)]
+
+    # -- lifetime ------------------------------------------------------------------------
 
     async def close(self) -> None:
         """Write every change already queued, then close the connections. Idempotent."""

@@ -170,7 +170,37 @@ _LEASES: Final = (
     """,
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA, _LEASES)
+_INBOX_AND_TOKENS: Final = (
+    # Requests for runs (approvals decided, aborts, events) from any process, carried out by
+    # the worker holding the run. `seq` is the order they were recorded in.
+    """
+    CREATE TABLE inbox (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id text NOT NULL UNIQUE,
+        run_id text NOT NULL,
+        kind text NOT NULL,
+        body text,
+        actor text NOT NULL,
+        at bigint NOT NULL,
+        done_at bigint,
+        outcome text
+    )
+    """,
+    "CREATE INDEX inbox_pending ON inbox (run_id, seq) WHERE done_at IS NULL",
+    """
+    CREATE TABLE api_tokens (
+        id text COLLATE "C" PRIMARY KEY,
+        name text NOT NULL,
+        role text NOT NULL,
+        digest text NOT NULL UNIQUE,
+        created_at bigint NOT NULL,
+        created_by text NOT NULL,
+        revoked_at bigint
+    )
+    """,
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA, _LEASES, _INBOX_AND_TOKENS)
 """Migration i (1-based) brings a database from schema version i-1 to i."""
 
 _VERSION_TABLE: Final = """

@@ -19,9 +19,11 @@ from soar.errors import ConflictError, LeaseLost, StoreError
 from soar.store import rows
 from soar.store.rows import (
     AUDIT_COLUMNS,
+    INBOX_COLUMNS,
     RUN_COLUMNS,
     STEP_COLUMNS,
     TIMER_COLUMNS,
+    TOKEN_COLUMNS,
     TRANSITION_COLUMNS,
 )
 
@@ -70,6 +72,17 @@ _UPSERT_LEASE: Final = _upsert("leases", "run_id, owner, token", ["run_id"])
 _INSERT_LEASE: Final = _insert("leases", "run_id, owner, token")
 _UPSERT_WORKER: Final = _upsert("workers", "id, expires_at", ["id"])
 _DELETE_WORKERS: Final = "DELETE FROM workers WHERE id = ANY($1::text[])"
+_RUN_STATUSES: Final = "SELECT id, status FROM runs WHERE id = ANY($1::text[])"
+_INSERT_INBOX: Final = _insert("inbox", INBOX_COLUMNS)
+_DONE_INBOX: Final = (
+    "UPDATE inbox SET done_at = d.done_at, outcome = d.outcome "
+    "FROM unnest($1::text[], $2::bigint[], $3::text[]) AS d(id, done_at, outcome) "
+    "WHERE inbox.id = d.id AND inbox.done_at IS NULL RETURNING inbox.id"
+)
+_CLOSE_INBOX: Final = (
+    "UPDATE inbox SET done_at = $2, outcome = $3 WHERE run_id = $1 AND done_at IS NULL"
+)
+_UPSERT_TOKEN: Final = _upsert("api_tokens", TOKEN_COLUMNS, ["id"])
 # The row lock every appender queues on, held until its transaction ends.
 _LOCK_HEAD: Final = f"{AUDIT_HEAD} FOR UPDATE"
 _MOVE_HEAD: Final = "UPDATE audit_head SET seq = $1, hash = $2"
@@ -131,9 +144,7 @@ class Committer:
                 # every lease row of the group first, as a group commit locks them: else one
                 # change's audit append (the head locked) precedes the next one's lease locks,
                 # and two workers' groups can wait on each other crosswise
-                fenced = rows.lease_runs(
-                    [x for c in changes for x in c.leases], [f for c in changes for f in c.fence]
-                )
+                fenced = _runs_to_lock(changes)
                 if fenced:
                     await connection.fetch(_LOCK_LEASES, fenced)
                 for change in changes:
@@ -234,6 +245,57 @@ async def write(connection: asyncpg.Connection, changes: list[rows.EncodedChange
     checkpoints = [c for change in changes for c in change.checkpoints]
     if checkpoints:
         await connection.executemany(_INSERT_CHECKPOINT, checkpoints)
+    await _write_inbox(connection, changes)
+    tokens = [t for c in changes for t in c.tokens]
+    if tokens:
+        await connection.executemany(_UPSERT_TOKEN, tokens)
+
+
+def _runs_to_lock(changes: list[rows.EncodedChange]) -> list[str]:
+    """The runs whose lease rows a group locks: those it leases or fences, and those it records
+    requests for (so that a run cannot end between the check that it is open and the commit)."""
+    return list(
+        dict.fromkeys(
+            [
+                *rows.lease_runs(
+                    [x for c in changes for x in c.leases], [f for c in changes for f in c.fence]
+                ),
+                *(i[1] for c in changes for i in c.inbox),
+            ]
+        )
+    )
+
+
+async def _write_inbox(connection: asyncpg.Connection, changes: list[rows.EncodedChange]) -> None:
+    """Record requests, mark requests done, close runs' pending requests, in that order. The
+    runs' lease rows are locked already (`_write_leases`): a run that ends commits before the
+    check here reads it, or waits for this transaction, whose items it then closes.
+
+    Raises:
+        ConflictError: a request for a run not recorded or ended, or an item done that is not
+            pending (nothing of the change may then be written).
+    """
+    items = [i for c in changes for i in c.inbox]
+    if items:
+        found = await connection.fetch(_RUN_STATUSES, list(dict.fromkeys(i[1] for i in items)))
+        statuses = {r[0]: r[1] for r in found}
+        for item in items:
+            refusal = rows.not_open_for_requests(item[1], statuses.get(item[1]))
+            if refusal is not None:
+                raise ConflictError(refusal)
+        await connection.executemany(_INSERT_INBOX, items)
+    done = [d for c in changes for d in c.inbox_done]
+    if done:
+        ids = [d[0] for d in done]
+        updated = await connection.fetch(
+            _DONE_INBOX, ids, [d[1] for d in done], [d[2] for d in done]
+        )
+        if len(updated) != len(ids):
+            missing = sorted(set(ids) - {r[0] for r in updated}) or ids
+            raise ConflictError(f"inbox item {missing[0]} is not pending")
+    closed = [c for change in changes for c in change.close_inbox]
+    if closed:
+        await connection.executemany(_CLOSE_INBOX, closed)
 
 
 async def _append_audit(connection: asyncpg.Connection, events: list[rows.EventRow]) -> None:
@@ -259,8 +321,9 @@ async def _write_leases(connection: asyncpg.Connection, changes: list[rows.Encod
     """
     leases = [x for c in changes for x in c.leases]
     fence = [f for c in changes for f in c.fence]
-    if leases or fence:
-        found = await connection.fetch(_LOCK_LEASES, rows.lease_runs(leases, fence))
+    locked = _runs_to_lock(changes)
+    if locked:
+        found = await connection.fetch(_LOCK_LEASES, locked)
         current = {r[0]: int(r[1]) for r in found}
         taken = rows.settle_leases(current, leases, fence)
         # a new run's lease is inserted, never upserted: of two workers recording the same

@@ -30,12 +30,13 @@ from soar.models.run import (
     TransitionKind,
     TriggerKind,
 )
-from soar.store.base import Change
+from soar.store.base import ApiToken, Change, InboxItem
 
 if TYPE_CHECKING:
     from pydantic import JsonValue
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_TERMINAL_STATUSES: Final = frozenset(s.value for s in RunStatus if s.is_terminal)
 _MICROSECOND: Final = timedelta(microseconds=1)
 _slow_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 # orjson is several times faster; what it would quietly turn into text (datetimes, dataclasses,
@@ -115,6 +116,10 @@ EventRow: TypeAlias = tuple[
 ]
 """An audit event before it is sealed: an `AuditRow` without its seq, prev and hash, and with
 the body still bytes (the writer hashes those, then stores them as text)."""
+InboxRow: TypeAlias = tuple[str, str, str, str | None, str, int, int | None, str | None]
+DoneRow: TypeAlias = tuple[str, int, str | None]
+"""An inbox item done (its id), or every pending item of a run (the run's id): when, outcome."""
+TokenRow: TypeAlias = tuple[str, str, str, str, int, str, int | None]
 
 
 # The columns of each row tuple above, in order: what every backend writes them into.
@@ -131,6 +136,8 @@ TIMER_COLUMNS: Final = "id, run_id, kind, due_at, step"
 AUDIT_COLUMNS: Final = (
     "seq, at, kind, actor, run_id, alert_id, step, action, target, trace_id, body, prev, hash"
 )
+INBOX_COLUMNS: Final = "id, run_id, kind, body, actor, at, done_at, outcome"
+TOKEN_COLUMNS: Final = "id, name, role, digest, created_at, created_by, revoked_at"  # noqa: S105
 
 
 def to_micros(moment: datetime) -> int:
@@ -392,6 +399,70 @@ def checkpoint_from(row: tuple[Any, ...]) -> StoredCheckpoint:
     )
 
 
+def inbox_row(item: InboxItem) -> InboxRow:
+    return (
+        item.id,
+        item.run_id,
+        item.kind,
+        to_json(item.body),
+        item.actor,
+        to_micros(item.at),
+        _opt_micros(item.done_at),
+        to_json(item.outcome),
+    )
+
+
+def inbox_from(row: tuple[Any, ...]) -> InboxItem:
+    return InboxItem(
+        id=row[0],
+        run_id=row[1],
+        kind=row[2],
+        body=from_json(row[3]),
+        actor=row[4],
+        at=from_micros(row[5]),
+        done_at=_opt_datetime(row[6]),
+        outcome=from_json(row[7]),
+    )
+
+
+def done_row(done: tuple[str, datetime, JsonValue]) -> DoneRow:
+    return (done[0], to_micros(done[1]), to_json(done[2]))
+
+
+def token_row(token: ApiToken) -> TokenRow:
+    return (
+        token.id,
+        token.name,
+        token.role,
+        token.digest,
+        to_micros(token.created_at),
+        token.created_by,
+        _opt_micros(token.revoked_at),
+    )
+
+
+def token_from(row: tuple[Any, ...]) -> ApiToken:
+    return ApiToken(
+        id=row[0],
+        name=row[1],
+        role=row[2],
+        digest=row[3],
+        created_at=from_micros(row[4]),
+        created_by=row[5],
+        revoked_at=_opt_datetime(row[6]),
+    )
+
+
+def not_open_for_requests(run_id: str, status: str | None) -> str | None:
+    """Why a request cannot be recorded for a run in `status` (None: not recorded), or None
+    when it can."""
+    if status is None:
+        return f"no run {run_id}"
+    if status in _TERMINAL_STATUSES:
+        return f"run {run_id} has already {status}"
+    return None
+
+
 def _encode_list(values: Sequence[str]) -> str:
     return to_json(list(values)) or "[]"
 
@@ -416,12 +487,17 @@ class EncodedChange(NamedTuple):
     fence: Sequence[FenceRow] = ()
     heartbeats: Sequence[HeartbeatRow] = ()
     forget_workers: Sequence[str] = ()
+    inbox: Sequence[InboxRow] = ()
+    inbox_done: Sequence[DoneRow] = ()
+    close_inbox: Sequence[DoneRow] = ()
+    """Written after `inbox` and `inbox_done`: items recorded in the same change are closed too."""
+    tokens: Sequence[TokenRow] = ()
 
 
 def encode(change: Change) -> EncodedChange:
     """Every row of `change`. Raises StoreError (before anything is written) for a value the
     store cannot hold: a naive datetime or a value JSON cannot encode."""
-    # Most changes fill two or three of the eight lists: skip the empty ones cheaply.
+    # Most changes fill two or three of the lists: skip the empty ones cheaply.
     return EncodedChange(
         [run_row(r) for r in change.runs] if change.runs else (),
         [step_row(s) for s in change.steps] if change.steps else (),
@@ -439,6 +515,10 @@ def encode(change: Change) -> EncodedChange:
         if change.heartbeats
         else (),
         change.forget_workers[:] if change.forget_workers else (),
+        [inbox_row(i) for i in change.inbox] if change.inbox else (),
+        [done_row(d) for d in change.inbox_done] if change.inbox_done else (),
+        [done_row(c) for c in change.close_inbox] if change.close_inbox else (),
+        [token_row(t) for t in change.tokens] if change.tokens else (),
     )
 
 

@@ -31,12 +31,14 @@ from soar.errors import ConfigError, StoreError
 from soar.models.audit import ZERO_HASH, AuditFilter, AuditRecord, StoredCheckpoint
 from soar.models.run import Run, RunStatus, Timer, Transition
 from soar.store import rows
-from soar.store.base import Change, Heartbeat, RunFilter, RunSnapshot
+from soar.store.base import ApiToken, Change, Heartbeat, InboxItem, RunFilter, RunSnapshot
 from soar.store.rows import (
     AUDIT_COLUMNS,
+    INBOX_COLUMNS,
     RUN_COLUMNS,
     STEP_COLUMNS,
     TIMER_COLUMNS,
+    TOKEN_COLUMNS,
     TRANSITION_COLUMNS,
 )
 from soar.store.sqlite_writer import (
@@ -78,6 +80,14 @@ _ORPHANS: Final = (
     "ORDER BY r.created_at, r.id LIMIT ?"
 )
 """Unfinished runs nobody drives: unleased, released, or held by a worker that is gone."""
+
+_INBOX_FOR: Final = (
+    f"SELECT {', '.join(f'i.{c}' for c in INBOX_COLUMNS.split(', '))} "  # noqa: S608 - fixed text
+    "FROM leases AS l JOIN inbox AS i ON i.run_id = l.run_id AND i.done_at IS NULL "
+    "WHERE l.owner = ? AND l.owner <> '' ORDER BY i.seq LIMIT ?"
+)
+"""Pending requests of the runs a worker holds: its leases (`leases_owner`), then each run's
+pending items (`inbox_pending`)."""
 
 
 class SqliteStore:
@@ -333,6 +343,36 @@ class SqliteStore:
     async def held_runs(self, worker: str) -> dict[str, int]:
         sql = "SELECT run_id, token FROM leases WHERE owner = ? AND owner <> ''"
         return await self._read(lambda c: {r: int(t) for r, t in c.execute(sql, (worker,))})
+
+    # -- requests and tokens -------------------------------------------------------------
+
+    async def inbox_for(self, worker: str, limit: int) -> list[InboxItem]:
+        params = (worker, max(limit, 0))
+        return await self._read(
+            lambda c: [rows.inbox_from(r) for r in c.execute(_INBOX_FOR, params)]
+        )
+
+    async def inbox_item(self, id: str) -> InboxItem | None:
+        sql = f"SELECT {INBOX_COLUMNS} FROM inbox WHERE id = ?"  # noqa: S608
+
+        def work(c: sqlite3.Connection) -> InboxItem | None:
+            row = c.execute(sql, (id,)).fetchone()
+            return None if row is None else rows.inbox_from(row)
+
+        return await self._read(work)
+
+    async def api_token(self, digest: str) -> ApiToken | None:
+        sql = f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE digest = ?"  # noqa: S608
+
+        def work(c: sqlite3.Connection) -> ApiToken | None:
+            row = c.execute(sql, (digest,)).fetchone()
+            return None if row is None else rows.token_from(row)
+
+        return await self._read(work)
+
+    async def api_tokens(self) -> list[ApiToken]:
+        sql = f"SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, id"  # noqa: S608
+        return await self._read(lambda c: [rows.token_from(r) for r in c.execute(sql)])
 
     # -- lifetime ------------------------------------------------------------------------
 

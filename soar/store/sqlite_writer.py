@@ -30,15 +30,17 @@ import sys
 from collections.abc import Sequence
 from typing import IO, Final
 
-from soar.errors import ConflictError, LeaseLost, StoreError
+from soar.errors import ConflictError, StoreError
 from soar.models.audit import ZERO_HASH
 from soar.store import rows
 from soar.store.migrations import migrate
 from soar.store.rows import (
     AUDIT_COLUMNS,
+    INBOX_COLUMNS,
     RUN_COLUMNS,
     STEP_COLUMNS,
     TIMER_COLUMNS,
+    TOKEN_COLUMNS,
     TRANSITION_COLUMNS,
 )
 
@@ -78,6 +80,12 @@ _DELETE_WORKER: Final = "DELETE FROM workers WHERE id = ?"
 _INSERT_CHECKPOINT: Final = (
     "INSERT INTO audit_checkpoints (tree_size, at, key_id, line, frontier) VALUES (?, ?, ?, ?, ?)"
 )
+_INSERT_INBOX: Final = f"INSERT INTO inbox ({INBOX_COLUMNS}) VALUES ({', '.join('?' * 8)})"  # noqa: S608
+_DONE_INBOX: Final = "UPDATE inbox SET done_at = ?, outcome = ? WHERE id = ? AND done_at IS NULL"
+_CLOSE_INBOX: Final = (
+    "UPDATE inbox SET done_at = ?, outcome = ? WHERE run_id = ? AND done_at IS NULL"
+)
+_UPSERT_TOKEN: Final = _upsert("api_tokens", TOKEN_COLUMNS.split(", "), ["id"])
 
 
 def connect(path: str, synchronous: str) -> sqlite3.Connection:
@@ -132,7 +140,7 @@ class Committer:
             connection.execute("BEGIN IMMEDIATE")
             head = _write(connection, changes, head)
             connection.execute("COMMIT")
-        except (sqlite3.Error, LeaseLost) as exc:
+        except (sqlite3.Error, StoreError) as exc:
             _rollback(connection)
             if len(changes) == 1:
                 return [store_error(exc)]
@@ -152,7 +160,7 @@ class Committer:
                 connection.execute("SAVEPOINT change")
                 try:
                     written = _write(connection, [change], head)
-                except (sqlite3.Error, LeaseLost) as exc:
+                except (sqlite3.Error, StoreError) as exc:
                     connection.execute("ROLLBACK TO change")
                     outcomes.append(store_error(exc))
                 else:
@@ -172,12 +180,13 @@ class Committer:
 def store_error(exc: sqlite3.Error | StoreError) -> StoreError:
     if isinstance(exc, StoreError):
         return exc
-    if (
-        isinstance(exc, sqlite3.IntegrityError)
-        and exc.sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+    if isinstance(exc, sqlite3.IntegrityError) and exc.sqlite_errorcode in (
+        sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY,
+        sqlite3.SQLITE_CONSTRAINT_UNIQUE,
     ):
-        # Transitions are the only plain INSERT: every other table is an upsert.
-        return ConflictError(f"transition already recorded: {exc}")
+        # a key recorded once: a transition's (run_id, seq), a checkpoint's tree size, an inbox
+        # item's id, an API token's digest (every other table is an upsert by its key)
+        return ConflictError(f"already recorded: {exc}")
     return StoreError(f"SQLite: {exc}")
 
 
@@ -239,7 +248,41 @@ def _write(
     checkpoints = [c for change in changes for c in change.checkpoints]
     if checkpoints:
         _many(connection, _INSERT_CHECKPOINT, checkpoints)
+    _write_inbox(connection, changes)
+    tokens = [t for c in changes for t in c.tokens]
+    if tokens:
+        _many(connection, _UPSERT_TOKEN, tokens)
     return head
+
+
+def _write_inbox(connection: sqlite3.Connection, changes: list[rows.EncodedChange]) -> None:
+    """Record requests, mark requests done, close runs' pending requests, in that order. The
+    writer holds SQLite's write lock, so a run checked open here cannot end before the commit.
+
+    Raises:
+        ConflictError: a request for a run not recorded or ended, or an item done that is not
+            pending (nothing of the change may then be written).
+    """
+    items = [i for c in changes for i in c.inbox]
+    if items:
+        wanted = list(dict.fromkeys(i[1] for i in items))
+        statuses: dict[str, str] = {}
+        for start in range(0, len(wanted), _MAX_VARIABLES):
+            chunk = wanted[start : start + _MAX_VARIABLES]
+            sql = f"SELECT id, status FROM runs WHERE id IN ({', '.join('?' * len(chunk))})"  # noqa: S608
+            statuses.update(connection.execute(sql, chunk).fetchall())
+        for item in items:
+            refusal = rows.not_open_for_requests(item[1], statuses.get(item[1]))
+            if refusal is not None:
+                raise ConflictError(refusal)
+        _many(connection, _INSERT_INBOX, items)
+    for change in changes:
+        for item_id, done_at, outcome in change.inbox_done:
+            if connection.execute(_DONE_INBOX, (done_at, outcome, item_id)).rowcount != 1:
+                raise ConflictError(f"inbox item {item_id} is not pending")
+    closed = [(at, outcome, run_id) for c in changes for run_id, at, outcome in c.close_inbox]
+    if closed:
+        connection.executemany(_CLOSE_INBOX, closed)
 
 
 def _append_audit(
