@@ -146,6 +146,33 @@ class SecretsSettings(BaseModel):
     )
 
 
+class ApiSettings(BaseModel):
+    """`[api]` in the config file; `SOAR_API__PORT=8080` in the environment (`soar serve`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="the largest request body read (413 past it)"
+    )
+    request_timeout: float = Field(
+        default=30.0, gt=0, description="seconds a request may take (streams excepted)"
+    )
+    session_ttl: timedelta = Field(default=timedelta(hours=12), gt=timedelta(0))
+    session_key_file: Path | None = Field(
+        default=None,
+        description="32+ random bytes shared by API replicas; a fresh key per process if unset "
+        "(sessions then end with the process)",
+    )
+    secure_cookies: bool = Field(
+        default=False, description="mark the session cookie Secure (behind an HTTPS proxy)"
+    )
+    decision_wait: float = Field(
+        default=5.0, ge=0, description="seconds to wait for another worker to apply a decision"
+    )
+
+
 class TelemetrySettings(BaseModel):
     """Traces and metrics (OpenTelemetry)."""
 
@@ -194,6 +221,7 @@ class Settings(BaseSettings):
         description="per connector: output cache, rate limit and circuit breaker",
     )
     telemetry: TelemetrySettings = TelemetrySettings()
+    api: ApiSettings = ApiSettings()
     connectors: dict[str, dict[str, JsonValue]] = Field(
         default_factory=dict, description="per connector: its settings (URLs, base DNs, ...)"
     )

@@ -18,7 +18,9 @@ from soar.cli.lab import lab
 from soar.cli.run import run_command
 from soar.cli.runs import runs
 from soar.cli.secrets import secrets
+from soar.cli.serve import serve_command
 from soar.cli.test import cases_command
+from soar.cli.tokens import tokens
 from soar.cli.validate import validate
 from soar.cli.worker import worker_command
 from soar.config import CONFIG_ENV
@@ -43,6 +45,8 @@ cli.add_command(validate)
 cli.add_command(alert)
 cli.add_command(connectors)
 cli.add_command(lab)
+cli.add_command(serve_command)
+cli.add_command(tokens)
 cli.add_command(bench)
 cli.add_command(run_command)
 cli.add_command(runs)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 import click
@@ -14,13 +14,15 @@ import click
 from soar.cli.auditing import optional_checkpointer, tracing_for
 from soar.cli.secrets import secrets_or_exit
 from soar.config import Settings, load_settings
-from soar.connectors.registry import load_registry
+from soar.connectors.registry import Registry, load_registry
 from soar.engine import Engine
 from soar.errors import ConfigError, StoreError
 from soar.ingest.worker import Worker
 from soar.playbook.catalog import find_playbook_files, validate_files
-from soar.store import open_store
-from soar.telemetry.metrics import MetricsSettings, configure_metrics
+from soar.playbook.validate import LoadedPlaybook
+from soar.store import Store, open_store
+from soar.telemetry.metrics import Metrics, MetricsSettings, configure_metrics
+from soar.telemetry.tracing import Tracing
 
 _log = logging.getLogger("soar.ingest")
 _T = TypeVar("_T")
@@ -46,21 +48,10 @@ def worker_command() -> None:
 
 async def _work(settings: Settings) -> None:
     registry = load_registry()
-    if not settings.playbooks.is_dir():
-        raise click.ClickException(f"no playbooks directory at {settings.playbooks}")
-    files, _ = find_playbook_files([settings.playbooks])
-    results = validate_files(files, registry=registry)
-    for result in results:
-        for diagnostic in result.diagnostics:
-            _log.error("not loaded: %s", diagnostic)
-    loaded = [r.loaded for r in results if r.loaded is not None]
+    loaded = load_playbooks(settings, registry)
     secrets = secrets_or_exit(settings)
     telemetry = settings.telemetry
-    metrics = configure_metrics(
-        MetricsSettings(
-            exporter=telemetry.metrics, host=telemetry.metrics_host, port=telemetry.metrics_port
-        )
-    )
+    metrics = metrics_for(settings)
     tracing = tracing_for(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -73,20 +64,7 @@ async def _work(settings: Settings) -> None:
         )
         if store is None:
             return
-        engine = Engine(
-            store,
-            registry,
-            loaded,
-            directory=settings.directory,
-            connector_settings=settings.connectors,
-            audit=settings.audit.enabled,
-            tracing=tracing,
-            instruments=metrics.instruments,
-            secrets=secrets,
-            limits=settings.limits,
-            worker=settings.worker_name,
-            lease_ttl=settings.lease_ttl,
-        )
+        engine = engine_for(settings, store, registry, loaded, tracing, metrics, secrets)
         checkpointer = optional_checkpointer(settings, store)
         if checkpointer is not None:
             checkpointer.start()
@@ -119,6 +97,53 @@ async def _work(settings: Settings) -> None:
         "worker stopped: %d message(s) taken in, %d dead-lettered",
         worker.consumed,
         worker.dead_lettered,
+    )
+
+
+def load_playbooks(settings: Settings, registry: Registry) -> list[LoadedPlaybook]:
+    """The configured playbooks that validate; each one that does not is logged, not loaded."""
+    if not settings.playbooks.is_dir():
+        raise click.ClickException(f"no playbooks directory at {settings.playbooks}")
+    files, _ = find_playbook_files([settings.playbooks])
+    results = validate_files(files, registry=registry)
+    for result in results:
+        for diagnostic in result.diagnostics:
+            _log.error("not loaded: %s", diagnostic)
+    return [r.loaded for r in results if r.loaded is not None]
+
+
+def metrics_for(settings: Settings) -> Metrics:
+    telemetry = settings.telemetry
+    return configure_metrics(
+        MetricsSettings(
+            exporter=telemetry.metrics, host=telemetry.metrics_host, port=telemetry.metrics_port
+        )
+    )
+
+
+def engine_for(
+    settings: Settings,
+    store: Store,
+    registry: Registry,
+    loaded: list[LoadedPlaybook],
+    tracing: Tracing,
+    metrics: Metrics,
+    secrets: Mapping[str, str],
+) -> Engine:
+    """The engine of a worker (or of the API server) as the settings describe it."""
+    return Engine(
+        store,
+        registry,
+        loaded,
+        directory=settings.directory,
+        connector_settings=settings.connectors,
+        audit=settings.audit.enabled,
+        tracing=tracing,
+        instruments=metrics.instruments,
+        secrets=secrets,
+        limits=settings.limits,
+        worker=settings.worker_name,
+        lease_ttl=settings.lease_ttl,
     )
 
 

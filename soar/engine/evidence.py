@@ -416,6 +416,18 @@ class Evidence:
             {"route": self.redact(route), "reason": reason, "client": client},
         )
 
+    def api_request(
+        self, at: datetime, *, actor: str, route: str, via: str, token: str, client: str
+    ) -> AuditEvent | None:
+        """A token (or a console session, `via`) changed something: every such use is on
+        record, besides what the change itself records (a decision, an abort, an alert)."""
+        return self._standalone(
+            AuditKind.API_REQUEST,
+            at,
+            actor,
+            {"route": self.redact(route), "via": via, "token": token, "client": client},
+        )
+
     def _standalone(
         self,
         kind: AuditKind,

@@ -36,6 +36,9 @@ class AuditKind(StrEnum):
     PLAYBOOK_ROLLED_OUT = "playbook.rolled_out"
     API_LOGIN = "api.login"
     API_DENIED = "api.denied"
+    API_REQUEST = "api.request"
+    TOKEN_CREATED = "token.created"  # noqa: S105 - an event name
+    TOKEN_REVOKED = "token.revoked"  # noqa: S105 - an event name
     KEY_CREATED = "key.created"
     KEY_ROTATED = "key.rotated"
 
