@@ -18,7 +18,7 @@ from soar.engine import Engine
 from soar.playbook.catalog import find_playbook_files, validate_files
 from soar.store import open_store
 
-CANARY = "canary-api-5d1e9b"  # noqa: S105 - the canary secret, on purpose
+CANARY = "canary-api-5d1e9b"
 
 GATED = """\
 id: gated

@@ -1,4 +1,4 @@
-"""Every route × every role × with and without a token, from one table (docs/api.md has the
+"""Every route, every role, with and without a token, from one table (docs/api.md has the
 same matrix): a role outside a route's row gets 403, no token gets 401, and each refusal is
 in the audit log."""
 
@@ -12,7 +12,7 @@ from soar.api.routes import ROUTES
 from soar.api.testing import ApiUnderTest
 from soar.models.audit import AuditFilter
 
-A, W, R, U, I = Role.ADMIN, Role.AUTHOR, Role.RESPONDER, Role.AUDITOR, Role.INGEST
+A, W, R, U, N = Role.ADMIN, Role.AUTHOR, Role.RESPONDER, Role.AUDITOR, Role.INGEST
 PUBLIC = None
 READERS = {A, W, R, U}
 
@@ -24,8 +24,8 @@ MATRIX: dict[str, set[Role] | None] = {
     "GET /metrics": PUBLIC,
     "GET /api/v1/events": READERS,
     "POST /api/v1/session": PUBLIC,
-    "GET /api/v1/session": {A, W, R, U, I},
-    "DELETE /api/v1/session": {A, W, R, U, I},
+    "GET /api/v1/session": {A, W, R, U, N},
+    "DELETE /api/v1/session": {A, W, R, U, N},
     "GET /api/v1/playbooks": READERS,
     "GET /api/v1/playbooks/{playbook_id}": READERS,
     "POST /api/v1/playbooks/validate": {A, W},
@@ -36,7 +36,7 @@ MATRIX: dict[str, set[Role] | None] = {
     "POST /api/v1/runs/{run_id}/abort": {A, R},
     "GET /api/v1/approvals": {A, R},
     "POST /api/v1/approvals/{run_id}/{step}": {A, R},
-    "POST /api/v1/alerts": {A, I},
+    "POST /api/v1/alerts": {A, N},
     "GET /api/v1/audit": {A, U},
     "GET /api/v1/audit/verify": {A, U},
     "GET /api/v1/audit/export": {A, U},
@@ -73,17 +73,20 @@ async def test_each_role_reaches_only_its_routes(
     if path.endswith("/events"):
         headers["Accept"] = "text/event-stream"
     timeout = aiohttp.ClientTimeout(total=10, sock_read=2)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
-        async with http.request(method, api.url + path, headers=headers, json={}) as response:
-            status = response.status
-            kind = response.content_type
-            body = await response.json() if kind == "application/json" else None
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as http,
+        http.request(method, api.url + path, headers=headers, json={}) as response,
+    ):
+        status = response.status
+        kind = response.content_type
+        body = await response.json() if kind == "application/json" else None
     if allowed is PUBLIC or (role is not None and role in allowed | {A}):
         assert status not in (401, 403), (key, role, status, body)
         return
     expected = 401 if role is None else 403
     assert status == expected, (key, role, status, body)
-    assert body is not None and body["error"]["code"] in {"no_token", "forbidden"}
+    assert body is not None
+    assert body["error"]["code"] in {"no_token", "forbidden"}
     denials = await api.services.store.query_audit(AuditFilter(kind="api.denied", limit=1000))
     actor = "anonymous" if role is None else f"api:{role.value}"
     assert any(d.event.actor == actor and path in d.event.body.decode() for d in denials)
