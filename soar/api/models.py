@@ -4,9 +4,22 @@ document's schemas are generated."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
+
+
+def _iso_only(value: object) -> object:
+    """A time in a query is ISO 8601 text: a bare number is refused, not read as epoch seconds."""
+    if isinstance(value, str) and not value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        return value
+    if isinstance(value, datetime):
+        return value
+    raise ValueError("an ISO 8601 date-time is expected")
+
+
+IsoTime = Annotated[datetime, BeforeValidator(_iso_only)]
+MAX_SEQ = 2**63 - 1
 
 
 class Strict(BaseModel):
@@ -155,7 +168,6 @@ class RunQuery(Strict):
     status: str | None = None
     playbook: str | None = Field(default=None, max_length=200)
     limit: int = Field(default=100, ge=1, le=1000)
-    before: datetime | None = None
 
 
 class AbortRequest(Strict):
@@ -238,9 +250,9 @@ class AuditQuery(Strict):
     kind: str | None = Field(default=None, max_length=100)
     action: str | None = Field(default=None, max_length=200)
     target: str | None = Field(default=None, max_length=500)
-    since: datetime | None = None
-    until: datetime | None = None
-    after: int = Field(default=0, ge=0)
+    since: IsoTime | None = None
+    until: IsoTime | None = None
+    after: int = Field(default=0, ge=0, le=MAX_SEQ)
     limit: int = Field(default=100, ge=1, le=1000)
 
 

@@ -111,10 +111,10 @@ function renderRun(root, { can, notify }, id) {
   function renderActions() {
     replace(actions);
     if (!current || !can("runs.abort") || TERMINAL.has(current.run.status)) return;
-    const reason = h("input", { id: "abort-reason", type: "text", required: true,
+    const reason = h("input", { id: "abort-reason", type: "text", "aria-required": "true",
       placeholder: "why (recorded in the audit log)", "data-testid": "abort-reason" });
     const error = h("div");
-    const form = h("form", { class: "abort-form", hidden: true },
+    const form = h("form", { class: "abort-form", hidden: true, novalidate: true },
       h("label", { for: "abort-reason" }, "Reason"), reason,
       h("button", { type: "submit", class: "btn btn-danger", "data-testid": "abort-confirm" }, "Abort and compensate"),
       h("button", { type: "button", class: "btn btn-quiet", onclick: () => { form.hidden = true; open.hidden = false; } }, "Cancel"),
