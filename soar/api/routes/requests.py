@@ -9,7 +9,12 @@ from soar.api.errors import ApiError
 from soar.api.routing import Call
 from soar.errors import AccessDenied, ApprovalChanged, ConflictError
 
-_CODES = {"conflict": 409, "approval_changed": 409, "denied": 403}
+# an inbox outcome's code -> the answer's status and code
+_CODES = {
+    "conflict": (409, "conflict"),
+    "approval_changed": (409, "approval_changed"),
+    "denied": (403, "not_an_approver"),
+}
 
 
 async def carry_out(call: Call, run_id: str, kind: str, body: dict[str, JsonValue]) -> str | None:
@@ -49,5 +54,5 @@ async def carry_out(call: Call, run_id: str, kind: str, body: dict[str, JsonValu
     outcome = item.outcome if isinstance(item.outcome, dict) else {}
     if outcome.get("ok") is True:
         return None
-    code = str(outcome.get("code") or "conflict")
-    raise ApiError(_CODES.get(code, 409), code, str(outcome.get("error") or "refused"))
+    status, code = _CODES.get(str(outcome.get("code")), (409, "conflict"))
+    raise ApiError(status, code, str(outcome.get("error") or "refused"))
