@@ -34,6 +34,16 @@ function draftId(source) {
   return match ? match[1] : null;
 }
 
+/**
+ * The name a playbook's file is validated and shown under: its directory and file name
+ * (`contain-account/playbook.yaml`), as `soar validate` prints a path given relative to the
+ * playbooks directory, rather than wherever the server keeps it.
+ */
+function shortFile(path) {
+  if (!path) return "draft.yaml";
+  return path.split("/").filter(Boolean).slice(-2).join("/");
+}
+
 function triggerText(trigger) {
   if (!trigger || typeof trigger !== "object") return "";
   if (trigger.match) return trigger.match;
@@ -181,7 +191,7 @@ function renderEditor(root, { can, notify, navigate }, id) {
         replace(dryRunResult, message("info", "The draft is valid but planned no run for this alert.", "dry-run-none"));
       } else {
         replace(dryRunResult,
-          message("info", "Dry run: planned effects only; no connector was called.", "dry-run-note"),
+          message("info", "Dry run: planned effects only; nothing was changed.", "dry-run-note"),
           runDetail(result.run, { playbookLink: false }));
       }
     } catch (exc) {
@@ -205,9 +215,10 @@ function renderEditor(root, { can, notify, navigate }, id) {
       replace(meta, message("error", exc.status === 404 ? `No playbook ${id}.` : exc.message, "playbook-error"));
       return;
     }
-    file = playbook.file || "draft.yaml";
+    file = shortFile(playbook.file);
     replace(title, playbook.name || playbook.id, " ", h("span", { class: "muted" }, `v${playbook.version}`));
-    replace(meta, h("code", {}, playbook.id), ` · ${playbook.steps} steps · ${playbook.file} · digest `, shortHash(playbook.digest),
+    replace(meta, h("code", {}, playbook.id), ` · ${playbook.steps} steps · `, h("span", { title: playbook.file }, file),
+      " · digest ", shortHash(playbook.digest),
       playbook.description ? h("span", {}, ` — ${playbook.description}`) : null);
     const draft = drafts.get(draftKey);
     editor.setValue(draft ?? playbook.source ?? "");
