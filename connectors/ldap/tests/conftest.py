@@ -7,15 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 from ldap_lab import Lab
-from ldap_test_servers import (
-    AD_BASE,
-    AD_HOST_NAME,
-    SambaDC,
-    ServerMissing,
-    Slapd,
-    running_samba,
-    running_slapd,
-)
+from ldap_test_servers import AD_BASE, AD_HOST_NAME, BIND_PASSWORD, SambaDC, running_samba
+from soar_ldap.testing import ServerMissing, Slapd, running_slapd
 
 from tests.servers import unavailable
 
@@ -25,7 +18,7 @@ FLAVOURS = [pytest.param("openldap", id="openldap"), pytest.param("ad", id="ad")
 @pytest.fixture(scope="session")
 def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     try:
-        with running_slapd(tmp_path_factory.mktemp("slapd")) as server:
+        with running_slapd(tmp_path_factory.mktemp("slapd"), password=BIND_PASSWORD) as server:
             yield server
     except ServerMissing as exc:
         unavailable(str(exc))

@@ -1,6 +1,7 @@
 """Real directory servers for the ldap connector's tests: an OpenLDAP slapd with the ppolicy and
-memberof overlays on a free loopback port, and a Samba Active Directory domain controller in a
-private network namespace (its LDAP ports are fixed), reached through a loopback forwarder.
+memberof overlays on a free loopback port (soar_ldap.testing, which `soar lab` uses too), and a
+Samba Active Directory domain controller in a private network namespace (its LDAP ports are
+fixed), reached through a loopback forwarder.
 
 The recipes are those of docs/connectors/ldap.md ("How it is tested"). Both bind as their
 administrator with `BIND_PASSWORD`, the canary the tests look for in every output.
@@ -12,7 +13,6 @@ import ctypes
 import hashlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,14 +24,9 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BIND_PASSWORD = "canary-ldap-secret-1234"  # noqa: S105 - the canary of the secret-leak test
+from soar_ldap.testing import ServerFailed, ServerMissing, stop_process, tail
 
-SLAPD = "/usr/sbin/slapd"
-SLAPADD = "/usr/sbin/slapadd"
-SLAPD_MODULES = Path("/usr/lib/ldap")
-SLAPD_SCHEMAS = Path("/etc/ldap/schema")
-OPENLDAP_BASE = "dc=example,dc=org"
-OPENLDAP_ADMIN = f"cn=admin,{OPENLDAP_BASE}"
+BIND_PASSWORD = "canary-ldap-secret-1234"  # noqa: S105 - the canary of the secret-leak test
 
 SAMBA = shutil.which("samba", path="/usr/sbin:/usr/bin:/sbin:/bin") or "/usr/sbin/samba"
 SAMBA_TOOL = shutil.which("samba-tool", path="/usr/bin:/usr/sbin") or "/usr/bin/samba-tool"
@@ -40,202 +35,6 @@ AD_BASE = "DC=example,DC=test"
 AD_ADMIN = f"CN=Administrator,CN=Users,{AD_BASE}"
 AD_HOST_NAME = "DC1.example.test"
 LDAPS_PORT = 636
-
-
-class ServerMissing(Exception):
-    """The server's binaries are not installed here."""
-
-
-class ServerFailed(Exception):
-    """The server was installed but did not start; the message ends with its log."""
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _tail(text: str, lines: int = 30) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-
-
-# -- OpenLDAP ----------------------------------------------------------------------------------
-
-SLAPD_CONF = """\
-include {schemas}/core.schema
-include {schemas}/cosine.schema
-include {schemas}/inetorgperson.schema
-include {schemas}/nis.schema
-modulepath {modules}
-moduleload back_mdb.la
-moduleload ppolicy.la
-moduleload memberof.la
-pidfile {dir}/slapd.pid
-argsfile {dir}/slapd.args
-
-database mdb
-suffix "{base}"
-rootdn "{admin}"
-rootpw {password}
-directory {dir}/data
-maxsize 104857600
-index objectClass eq
-index uid,cn,member,memberOf eq
-
-overlay ppolicy
-ppolicy_default "cn=default,ou=policies,{base}"
-ppolicy_use_lockout
-ppolicy_hash_cleartext
-
-overlay memberof
-memberof-refint TRUE
-
-access to attrs=userPassword
-  by self write
-  by anonymous auth
-  by * none
-access to * by * read
-"""
-
-SLAPD_SEED = (
-    """\
-dn: {base}
-objectClass: dcObject
-objectClass: organization
-dc: example
-o: Example
-
-"""
-    + "".join(
-        f"dn: ou={ou},{{base}}\nobjectClass: organizationalUnit\nou: {ou}\n\n"
-        for ou in ("people", "groups", "admins", "services", "policies")
-    )
-    + """\
-dn: cn=default,ou=policies,{base}
-objectClass: device
-objectClass: pwdPolicy
-cn: default
-pwdAttribute: userPassword
-pwdLockout: TRUE
-pwdMaxFailure: 3
-pwdLockoutDuration: 0
-pwdFailureCountInterval: 0
-pwdAllowUserChange: TRUE
-pwdMustChange: FALSE
-"""
-)
-
-
-@dataclass
-class Slapd:
-    """A running slapd: `url` is `ldap://127.0.0.1:PORT`, the suffix `OPENLDAP_BASE`."""
-
-    url: str
-    directory: Path
-    process: subprocess.Popen[bytes]
-
-    @property
-    def settings(self) -> dict[str, object]:
-        return {
-            "url": self.url,
-            "bind_dn": OPENLDAP_ADMIN,
-            "base_dn": OPENLDAP_BASE,
-            "flavour": "openldap",
-            "users_dn": f"ou=people,{OPENLDAP_BASE}",
-            "service_account_bases": [f"ou=services,{OPENLDAP_BASE}"],
-        }
-
-    def log(self) -> str:
-        return (self.directory / "slapd.log").read_text(errors="replace")
-
-
-def slapd_installed() -> bool:
-    return all(Path(p).exists() for p in (SLAPD, SLAPADD, SLAPD_MODULES / "ppolicy.la"))
-
-
-@contextmanager
-def running_slapd(parent: Path) -> Iterator[Slapd]:
-    """A slapd with ppolicy and memberof in a new directory under `parent`, seeded with the
-    base entries and the default password policy; stopped and removed at the end.
-
-    Raises:
-        ServerMissing: slapd is not installed.
-        ServerFailed: it would not start (the message has its log).
-    """
-    if not slapd_installed():
-        raise ServerMissing("OpenLDAP slapd with ppolicy is not installed (.ci/install-ldap)")
-    directory = Path(tempfile.mkdtemp(prefix="slapd-", dir=parent))
-    (directory / "data").mkdir()
-    conf = directory / "slapd.conf"
-    conf.write_text(
-        SLAPD_CONF.format(
-            schemas=SLAPD_SCHEMAS,
-            modules=SLAPD_MODULES,
-            dir=directory,
-            base=OPENLDAP_BASE,
-            admin=OPENLDAP_ADMIN,
-            password=BIND_PASSWORD,
-        )
-    )
-    seed = directory / "base.ldif"
-    seed.write_text(SLAPD_SEED.format(base=OPENLDAP_BASE))
-    added = subprocess.run(  # noqa: S603 - fixed binary, our own files
-        [SLAPADD, "-f", str(conf), "-l", str(seed)], capture_output=True, text=True, check=False
-    )
-    if added.returncode != 0:
-        raise ServerFailed(f"slapadd failed ({added.returncode}):\n{_tail(added.stderr)}")
-    process: subprocess.Popen[bytes] | None = None
-    try:
-        for _ in range(5):  # another program may take the port between the probe and slapd
-            port = free_port()
-            log = (directory / "slapd.log").open("wb")
-            process = subprocess.Popen(  # noqa: S603
-                [SLAPD, "-f", str(conf), "-h", f"ldap://127.0.0.1:{port}/", "-d", "stats"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-            log.close()
-            if _wait_listening(process, port, directory / "slapd.log", b"slapd starting"):
-                yield Slapd(url=f"ldap://127.0.0.1:{port}", directory=directory, process=process)
-                return
-            _stop(process)
-            process = None
-        text = (directory / "slapd.log").read_text(errors="replace")
-        raise ServerFailed(f"slapd did not start:\n{_tail(text)}")
-    finally:
-        if process is not None:
-            _stop(process)
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def _wait_listening(
-    process: subprocess.Popen[bytes], port: int, log: Path, ready: bytes, deadline: float = 10.0
-) -> bool:
-    """Whether *our* server came up: its ready line is logged and the port answers, while the
-    process is still alive (a port check alone may hit somebody else's server)."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if process.poll() is not None:
-            return False
-        if ready in log.read_bytes():
-            with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-        time.sleep(0.01)
-    return False
-
-
-def _stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # -- network namespaces ------------------------------------------------------------------------
@@ -512,7 +311,7 @@ def _samba_tool(*args: str) -> None:
     if done.returncode != 0:
         raise ServerFailed(
             f"samba-tool {args[0]} {args[1]} failed ({done.returncode}):\n"
-            f"{_tail(done.stdout + done.stderr)}"
+            f"{tail(done.stdout + done.stderr)}"
         )
 
 
@@ -585,7 +384,7 @@ def running_samba(parent: Path) -> Iterator[SambaDC]:
         if forwarder is not None:
             forwarder.close()
         if process is not None:
-            _stop(process)
+            stop_process(process)
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -598,7 +397,7 @@ def _forward_when_listening(
         if process.poll() is not None:
             text = out.read_text(errors="replace")
             if "unshare failed" in text:  # no CAP_SYS_ADMIN here (an unprivileged container)
-                raise ServerMissing(f"cannot make a network namespace here: {_tail(text, 3)}")
+                raise ServerMissing(f"cannot make a network namespace here: {tail(text, 3)}")
             raise _samba_exited(process, out)
         try:
             exe = os.readlink(f"/proc/{process.pid}/exe")
@@ -619,12 +418,10 @@ def _forward_when_listening(
         except OSError:
             time.sleep(0.05)
     forwarder.close()
-    raise ServerFailed(
-        f"samba's LDAPS port did not open:\n{_tail(out.read_text(errors='replace'))}"
-    )
+    raise ServerFailed(f"samba's LDAPS port did not open:\n{tail(out.read_text(errors='replace'))}")
 
 
 def _samba_exited(process: subprocess.Popen[bytes], out: Path) -> ServerFailed:
     return ServerFailed(
-        f"samba exited with {process.returncode}:\n{_tail(out.read_text(errors='replace'))}"
+        f"samba exited with {process.returncode}:\n{tail(out.read_text(errors='replace'))}"
     )

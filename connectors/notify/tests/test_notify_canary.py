@@ -9,8 +9,9 @@ import traceback
 from collections.abc import Awaitable, Callable
 
 import pytest
-from notify_support import CANARY, SmtpServer, Vendor, call, context, free_port
+from notify_support import CANARY, call, context
 from pydantic import BaseModel, JsonValue
+from soar_notify.testing import SmtpServer, Vendor, free_port
 
 from soar.connectors import ActionContext, ActionFailed, Secrets
 

@@ -10,7 +10,8 @@ from email import policy
 
 import pytest
 from aiosmtpd.controller import Controller
-from notify_support import SMTP_PASSWORD, Mailbox, SmtpServer, call, context, free_port
+from notify_support import SMTP_PASSWORD, call, context
+from soar_notify.testing import Mailbox, SmtpServer, free_port
 
 from soar.connectors import ActionFailed, Secrets
 

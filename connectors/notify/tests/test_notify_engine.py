@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import textwrap
 
-from notify_support import CANARY, ROUTING_KEY, SMTP_PASSWORD, SmtpServer, Vendor
+from notify_support import CANARY, ROUTING_KEY, SMTP_PASSWORD
 from soar_notify import notify
+from soar_notify.testing import SmtpServer, Vendor
 
 from soar.connectors import Registry
 from soar.connectors.core import core

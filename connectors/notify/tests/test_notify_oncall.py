@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from notify_support import Vendor, call, context
+from notify_support import call, context
 from pydantic import JsonValue
+from soar_notify.testing import Vendor
 
 from soar.connectors import ActionFailed, Secrets
 

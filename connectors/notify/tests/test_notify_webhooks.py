@@ -4,7 +4,8 @@ speaking each vendor's shape: success, refusal, server error, timeout and retry.
 from __future__ import annotations
 
 import pytest
-from notify_support import ACCOUNT_SID, ROUTING_KEY, Vendor, call, context
+from notify_support import ACCOUNT_SID, ROUTING_KEY, call, context
+from soar_notify.testing import Vendor
 
 from soar.connectors import ActionFailed, Secrets
 
@@ -205,7 +206,7 @@ async def test_a_number_that_is_not_e164_is_refused_before_sending(vendor: Vendo
 
 
 async def test_an_unreachable_gateway_is_retryable(vendor: Vendor) -> None:
-    from notify_support import free_port
+    from soar_notify.testing import free_port
 
     settings = {**vendor.settings(), "twilio_url": f"http://127.0.0.1:{free_port()}"}
     with pytest.raises(ActionFailed) as failed:
