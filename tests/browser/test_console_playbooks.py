@@ -139,6 +139,39 @@ def test_a_new_version_is_saved_only_with_a_higher_version(page, login, console_
     assert (status, body["version"]) == (200, 2)
 
 
+NEW_PLAYBOOK = """\
+id: console-new
+name: Written in the console
+version: 1
+trigger:
+  match: alert.category == "impact"
+steps:
+  - id: note
+    action: core.log
+    with: { message: "{{ alert.title }}" }
+"""
+
+
+def test_a_new_draft_is_saved_as_a_new_playbook(page, login, console_server):
+    login(page, Role.AUTHOR)
+    page.get_by_test_id("nav-playbooks").click()
+    page.get_by_test_id("new-draft").click()
+    status = page.get_by_test_id("validation-status")
+    expect(status).to_have_text("✔ valid")  # the starting draft is a valid playbook
+    editor = page.get_by_test_id("editor")
+    editor.fill(NEW_PLAYBOOK.replace("core.log", "core.lgo"))
+    expect(status).to_have_text("✖ 1 problem")
+    expect(page.get_by_test_id("diagnostic")).to_contain_text("draft.yaml:8:13")
+    editor.fill(NEW_PLAYBOOK)
+    expect(status).to_have_text("✔ valid")
+    page.get_by_test_id("save-version").click()
+    expect(page).to_have_url(page.url.split("#")[0] + "#/playbooks/console-new")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Written in the console v1")
+    assert (console_server.playbooks_dir / "console-new" / "playbook.yaml").read_text() == (
+        NEW_PLAYBOOK
+    )
+
+
 def test_readers_see_the_source_read_only(page, login):
     login(page, Role.AUDITOR)
     open_playbook(page, "Contain a compromised account")

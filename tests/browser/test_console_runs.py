@@ -98,6 +98,8 @@ def test_the_open_run_and_the_run_list_follow_the_engine_live(page, login, conso
     [run_id] = console_server.post_alert(an_alert("Password spray on vpn", user="dee"))
     row = page.locator(f'[data-testid=run-row][data-run="{run_id}"]')
     expect(row).to_have_attribute("data-status", "running")  # appeared without a reload
+    pending = len(console_server.request("GET", "/approvals")[1]["approvals"])
+    expect(page.get_by_test_id("approvals-count")).to_have_text(str(pending))
 
     open_run(page, run_id)
     expect(page.get_by_test_id("run-status")).to_have_text("running")

@@ -4,7 +4,7 @@
 
 import * as api from "./api.js";
 import * as events from "./events.js";
-import { h, replace, focusHeading, message } from "./dom.js";
+import { h, replace, focusHeading, message, debounce } from "./dom.js";
 import * as loginScreen from "./login.js";
 import * as playbooksScreen from "./playbooks.js";
 import * as runsScreen from "./runs.js";
@@ -181,8 +181,11 @@ async function boot() {
     live.dataset.state = state;
     live.querySelector(".live-label").textContent = { on: "live", retry: "reconnecting", off: "offline" }[state];
   });
+  // A new approval shows as a waiting step; a decided one as approval_decided or a finished run.
+  const countSoon = debounce(refreshApprovalCount, 300);
   events.subscribe((event) => {
-    if (String(event.kind ?? "").startsWith("approval")) refreshApprovalCount();
+    const kind = String(event.kind ?? "");
+    if (kind.startsWith("approval") || kind === "step_waiting" || kind === "run_finished") countSoon();
   });
   api.setUnauthorizedHandler(() => {
     if (session) endSession("Your session has ended; log in again.");

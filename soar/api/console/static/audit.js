@@ -38,13 +38,15 @@ export function render(root, { params, navigate }) {
 
   const badge = h("div", { class: "verify", "data-testid": "audit-verify", "data-verified": "pending", role: "status" }, "verifying…");
   const reverify = h("button", { type: "button", class: "btn btn-quiet", "data-testid": "audit-reverify" }, "Verify again");
-  const exportLink = h("a", { class: "btn", href: api.apiUrl("/audit/export", filters), download: "audit.jsonl",
-    "data-testid": "audit-export" }, "Export JSONL");
+  // The export is always the whole log with its checkpoints: the file `soar audit verify` checks.
+  const exportLink = h("a", { class: "btn", href: api.apiUrl("/audit/export"), download: "audit.jsonl",
+    "data-testid": "audit-export", title: "The whole log with its signed checkpoints, for soar audit verify" },
+  "Export log");
   const body = h("tbody", { "data-testid": "audit-body" });
   const state = h("div", { "data-testid": "audit-state" });
   const pageInfo = h("span", { class: "muted", "data-testid": "audit-page" });
-  const previous = h("button", { type: "button", class: "btn", "data-testid": "audit-prev", disabled: true }, "← Newer");
-  const next = h("button", { type: "button", class: "btn", "data-testid": "audit-next", disabled: true }, "Older →");
+  const previous = h("button", { type: "button", class: "btn", "data-testid": "audit-prev", disabled: true }, "← Earlier");
+  const next = h("button", { type: "button", class: "btn", "data-testid": "audit-next", disabled: true }, "Later →");
   // `after` values of the pages already seen, so "back" needs no reverse query.
   const stack = [];
   let after = null;
