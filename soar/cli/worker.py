@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TypeVar
 
 import click
@@ -47,57 +48,84 @@ def worker_command() -> None:
 
 
 async def _work(settings: Settings) -> None:
-    registry = load_registry()
-    loaded = load_playbooks(settings, registry)
-    secrets = secrets_or_exit(settings)
-    telemetry = settings.telemetry
-    metrics = metrics_for(settings)
-    tracing = tracing_for(settings)
+    stop = stop_on_signals()
+    async with started_engine(settings, stop, serve_metrics=True) as started:
+        if started is None:
+            return
+        engine = started.engine
+        worker = Worker(engine, settings.kafka, settings.ingest)
+        _log.info(
+            "worker %s: %d playbook(s), %d run(s) taken over, reading %s in group %s",
+            engine.worker_id,
+            len(engine.playbooks),
+            len(started.resumed),
+            ", ".join(settings.kafka.topics),
+            settings.kafka.group,
+        )
+        try:
+            await worker.run(stop)
+        except ConfigError as exc:  # a refused login, a CA that does not fit, ...
+            raise click.ClickException(str(exc)) from None
+    _log.info(
+        "worker stopped: %d message(s) taken in, %d dead-lettered",
+        worker.consumed,
+        worker.dead_lettered,
+    )
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT: the process's signal to finish cleanly."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+@dataclass(slots=True)
+class Started:
+    engine: Engine
+    registry: Registry
+    metrics: Metrics
+    resumed: list[str]
+
+
+@contextlib.asynccontextmanager
+async def started_engine(
+    settings: Settings, stop: asyncio.Event, *, serve_metrics: bool
+) -> AsyncIterator[Started | None]:
+    """The configured engine on its store, started (unfinished runs taken over, cron on), with
+    its checkpointer, metrics and tracing; all stopped on the way out. None when `stop` was set
+    while the store was still coming up (a worker started before its database waits for it)."""
+    registry = load_registry()
+    loaded = load_playbooks(settings, registry)
+    secrets = secrets_or_exit(settings)
+    metrics = metrics_for(settings)
+    tracing = tracing_for(settings)
     async with contextlib.AsyncExitStack() as stack:
-        # a worker started while its database is still coming up waits for it
         store = await until_up(
             "the store", lambda: stack.enter_async_context(open_store(settings.store)), stop
         )
         if store is None:
+            yield None
             return
         engine = engine_for(settings, store, registry, loaded, tracing, metrics, secrets)
         checkpointer = optional_checkpointer(settings, store)
         if checkpointer is not None:
             checkpointer.start()
-        port = metrics.serve()
+        port = metrics.serve() if serve_metrics else None
         if port is not None:
+            telemetry = settings.telemetry
             _log.info("metrics on http://%s:%d/metrics", telemetry.metrics_host, port)
-        worker = Worker(engine, settings.kafka, settings.ingest)
         try:
             resumed = await until_up("the store", engine.start, stop)
-            if resumed is not None:
-                _log.info(
-                    "worker %s: %d playbook(s), %d run(s) taken over, reading %s in group %s",
-                    engine.worker_id,
-                    len(loaded),
-                    len(resumed),
-                    ", ".join(settings.kafka.topics),
-                    settings.kafka.group,
-                )
-                try:
-                    await worker.run(stop)
-                except ConfigError as exc:  # a refused login, a CA that does not fit, ...
-                    raise click.ClickException(str(exc)) from None
+            yield None if resumed is None else Started(engine, registry, metrics, resumed)
         finally:
             await engine.stop()
             if checkpointer is not None:
                 await checkpointer.stop()
             metrics.shutdown()
             tracing.shutdown()
-    _log.info(
-        "worker stopped: %d message(s) taken in, %d dead-lettered",
-        worker.consumed,
-        worker.dead_lettered,
-    )
 
 
 def load_playbooks(settings: Settings, registry: Registry) -> list[LoadedPlaybook]:
