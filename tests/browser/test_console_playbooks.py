@@ -32,7 +32,10 @@ def test_the_playbook_list_shows_each_loaded_playbook(page, login, shoot):
     login(page, Role.AUTHOR)
     page.get_by_test_id("nav-playbooks").click()
     rows = page.get_by_test_id("playbook-row")
-    expect(rows).to_have_count(3)
+    for playbook in ("contain-account", "note-alert", "quarantine-file"):
+        expect(
+            page.locator(f'[data-testid=playbook-row][data-playbook="{playbook}"]')
+        ).to_be_visible()
     expect(rows.filter(has_text="contain-account")).to_contain_text("v1")
     expect(rows.filter(has_text="contain-account")).to_contain_text("alert.category")
     shoot(page, "playbooks")
@@ -181,3 +184,19 @@ def test_readers_see_the_source_read_only(page, login):
     expect(page.get_by_test_id("save-version")).to_have_count(0)
     expect(page.get_by_test_id("dry-run")).to_have_count(0)
     expect(page.get_by_test_id("validation-status")).to_have_count(0)
+
+
+def test_tab_indents_in_the_editor_and_escape_then_tab_leaves_it(page, login):
+    login(page, Role.AUTHOR)
+    page.get_by_test_id("nav-playbooks").click()
+    page.get_by_test_id("new-draft").click()
+    editor = page.get_by_test_id("editor")
+    expect(page.get_by_test_id("validation-status")).to_have_text("✔ valid")
+    put_caret(editor, 0)
+    page.keyboard.press("Tab")
+    assert editor.input_value().startswith("  id: my-playbook")
+    expect(editor).to_be_focused()
+    page.keyboard.press("Escape")
+    page.keyboard.press("Tab")
+    expect(editor).not_to_be_focused()
+    assert editor.input_value().startswith("  id: my-playbook")
