@@ -12,11 +12,11 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -48,7 +48,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
-_T = TypeVar("_T")
 
 
 # -- the API --------------------------------------------------------------------------------------
@@ -64,14 +63,6 @@ class ConsoleServer:
     engine: Engine
     playbooks_dir: Path
     stop: asyncio.Event = field(repr=False)
-
-    def run(self, make: Callable[[], Awaitable[_T]], timeout: float = 10) -> _T:
-        """Run a coroutine on the server's loop and wait for its result."""
-
-        async def call() -> _T:
-            return await make()
-
-        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(timeout)
 
     def request(
         self, method: str, path: str, *, role: Role = Role.ADMIN, body: Any = None
