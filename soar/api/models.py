@@ -168,6 +168,7 @@ class RunQuery(Strict):
     status: str | None = None
     playbook: str | None = Field(default=None, max_length=200)
     limit: int = Field(default=100, ge=1, le=1000)
+    before: IsoTime | None = None
 
 
 class AbortRequest(Strict):

@@ -162,6 +162,8 @@ class RunFilter:
     playbook_id: str | None = None
     statuses: tuple[RunStatus, ...] = ()
     since: datetime | None = None
+    before: datetime | None = None
+    """Only runs created before this (paging back through the list)."""
     limit: int = 100
 
 

@@ -164,12 +164,14 @@ class MemoryStore:
         self._check_open()
         statuses = {s.value for s in run_filter.statuses}
         since = None if run_filter.since is None else rows.to_micros(run_filter.since)
+        before = None if run_filter.before is None else rows.to_micros(run_filter.before)
         matching = [
             r
             for r in self._runs.values()
             if (run_filter.playbook_id is None or r[1] == run_filter.playbook_id)
             and (not statuses or r[4] in statuses)
             and (since is None or r[6] >= since)
+            and (before is None or r[6] < before)
         ]
         matching.sort(key=lambda r: (r[6], r[0]), reverse=True)
         return [rows.run_from(r) for r in matching[: max(run_filter.limit, 0)]]

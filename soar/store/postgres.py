@@ -262,6 +262,9 @@ class PostgresStore:
         if run_filter.since is not None:
             params.append(rows.to_micros(run_filter.since))
             clauses.append(f"created_at >= ${len(params)}")
+        if run_filter.before is not None:
+            params.append(rows.to_micros(run_filter.before))
+            clauses.append(f"created_at < ${len(params)}")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         params.append(max(run_filter.limit, 0))
         sql = (

@@ -251,6 +251,9 @@ class SqliteStore:
         if run_filter.since is not None:
             clauses.append("created_at >= ?")
             params.append(rows.to_micros(run_filter.since))
+        if run_filter.before is not None:
+            clauses.append("created_at < ?")
+            params.append(rows.to_micros(run_filter.before))
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY created_at DESC, id DESC LIMIT ?"  # noqa: S608
         params.append(max(run_filter.limit, 0))

@@ -256,11 +256,22 @@ async def _three_playbooks(store: Store) -> None:
         (RunFilter(statuses=(RunStatus.FAILED, RunStatus.COMPLETED)), ["a4"]),
         (RunFilter(playbook_id="a", statuses=(RunStatus.RUNNING,)), ["a2", "a3", "a1"]),
         (RunFilter(since=T0 + timedelta(minutes=2)), ["a4", "b1", "a2"]),
+        (RunFilter(before=T0 + timedelta(minutes=2), limit=1), ["a3"]),
         (RunFilter(limit=2), ["a4", "b1"]),
         (RunFilter(limit=0), []),
         (RunFilter(playbook_id="c"), []),
     ],
-    ids=["all", "playbook", "statuses", "playbook-and-status", "since", "limit", "zero", "none"],
+    ids=[
+        "all",
+        "playbook",
+        "statuses",
+        "playbook-and-status",
+        "since",
+        "before",
+        "limit",
+        "zero",
+        "none",
+    ],
 )
 async def test_list_runs_filters_and_returns_newest_first(
     store: Store, run_filter: RunFilter, expected: list[str]

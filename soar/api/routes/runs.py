@@ -27,7 +27,9 @@ async def list_runs(call: Call) -> RunList:
             known = ", ".join(s.value for s in RunStatus)
             raise ApiError(422, "bad_status", f"status is one of {known}") from None
     runs = await call.services.store.list_runs(
-        RunFilter(playbook_id=query.playbook, statuses=statuses, limit=query.limit)
+        RunFilter(
+            playbook_id=query.playbook, statuses=statuses, before=query.before, limit=query.limit
+        )
     )
     return RunList(runs=[run_summary(r) for r in runs])
 

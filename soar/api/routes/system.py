@@ -62,7 +62,8 @@ async def events(call: Call) -> web.StreamResponse:
     )
     await response.prepare(call.request)
     hub = call.services.events
-    with hub.listen() as queue:
+    # the browser closing the stream is how it normally ends, not an error
+    with hub.listen() as queue, contextlib.suppress(ConnectionError):
         await response.write(b": connected\n\n")
         while queue in hub.listeners:
             try:
@@ -72,6 +73,5 @@ async def events(call: Call) -> web.StreamResponse:
                 continue
             line = json.dumps(event, separators=(",", ":"))
             await response.write(f"event: run\ndata: {line}\n\n".encode())
-    with contextlib.suppress(ConnectionError):
         await response.write_eof()
     return response

@@ -64,9 +64,11 @@ async def snapshot_of(engine: Engine, run_id: str) -> RunSnapshot:
 async def run_detail(engine: Engine, run_id: str) -> RunDetail:
     snapshot = await snapshot_of(engine, run_id)
     transitions = await engine.store.transitions(run_id)
+    # in the order they began (a step not begun yet, or waiting, by when it is due)
+    created = snapshot.run.created_at
     steps = sorted(
         snapshot.steps.values(),
-        key=lambda s: (s.order, s.started_at or s.due_at or snapshot.run.created_at, s.key),
+        key=lambda s: (s.started_at or s.due_at or s.finished_at or created, s.order, s.key),
     )
     hide = engine.evidence.hide_secrets
     return RunDetail(
