@@ -89,7 +89,7 @@ def test_lab_validates_playbooks_and_matches_sample_alerts(
 ) -> None:
     root = tmp_path / "playbooks"
     shutil.copytree(REPO / "playbooks", root)
-    result = runner.invoke(cli, ["lab", "--playbooks", str(root)])
+    result = runner.invoke(cli, ["lab", "--check", "--playbooks", str(root)])
     assert result.exit_code == 0, result.output
     assert "ok   alert-triage v1" in result.output
     starts = [line.strip() for line in result.output.splitlines() if "starts:" in line]
@@ -104,6 +104,6 @@ def test_lab_fails_when_a_shipped_playbook_is_broken(runner: CliRunner, tmp_path
     shutil.copytree(REPO / "playbooks", root)
     playbook = root / "alert-triage" / "playbook.yaml"
     playbook.write_text(playbook.read_text().replace("core.set", "core.sett"))
-    result = runner.invoke(cli, ["lab", "--playbooks", str(root)])
+    result = runner.invoke(cli, ["lab", "--check", "--playbooks", str(root)])
     assert result.exit_code == 1
     assert "unknown action 'core.sett' (did you mean 'core.set'?)" in result.output

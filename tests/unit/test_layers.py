@@ -54,6 +54,20 @@ ALLOWED = {
         "telemetry",
         "config",
     },
+    # `soar lab`: the whole system in one process, so it may wire every room but the CLI
+    "lab": {
+        "errors",
+        "models",
+        "connectors",
+        "playbook",
+        "engine",
+        "ingest",
+        "store",
+        "audit",
+        "telemetry",
+        "config",
+        "api",
+    },
 }
 
 
