@@ -5,8 +5,9 @@ answers every error as JSON."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -58,8 +59,18 @@ def build_app(services: ApiServices) -> web.Application:
     app.router.add_get("/console/", _console_index)
     app.router.add_static("/console/", STATIC_DIR, follow_symlinks=False)
     app.on_response_prepare.append(_security_headers)
+    app.cleanup_ctx.append(_watching)
     services.engine.observe(services.events)
     return app
+
+
+async def _watching(app: web.Application) -> AsyncIterator[None]:
+    services = app[SERVICES]
+    watcher = asyncio.create_task(services.events.watch(services.engine), name="soar-api-events")
+    yield
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
 
 
 async def _to_console(request: web.Request) -> web.StreamResponse:
