@@ -39,11 +39,11 @@ from soar.ingest.worker import Worker
 from soar.lab.broker import Broker, create_topic, start_broker, stop_broker, tansu_binary
 from soar.lab.engine import LabEngine
 from soar.lab.producer import Producer, Resolver, Send, direct_sender, kafka_sender
-from soar.lab.progress import Progress, short
+from soar.lab.progress import Progress
+from soar.lab.report import Started, print_banner, print_summary
 from soar.lab.servers import Wiring, start_servers
 from soar.lab.shipped import Shipped, check_shipped
 from soar.models.audit import AuditEvent, AuditKind
-from soar.models.run import RunStatus
 from soar.playbook.catalog import find_playbook_files, validate_files
 from soar.playbook.validate import LoadedPlaybook
 from soar.store import Change, Store, open_store
@@ -177,6 +177,8 @@ class _Lab:
         wiring = await start_servers(
             stack, self.directory, hosts=hosts, offline=not self.options.ldap
         )
+        if broker is not None:
+            wiring.processes = {"tansu": broker.process.pid, **wiring.processes}
         settings = self._settings(broker, wiring)
         loaded = self._playbooks(settings.playbooks)
         with self._sigint_ignored_by_children():
@@ -224,13 +226,30 @@ class _Lab:
         resolver = Resolver(engine, self.progress.line, after=self.options.resolve_after)
         self.progress.wait_listeners.append(resolver)
         stack.push_async_callback(resolver.stop)
-        self._banner(broker, wiring, loaded, engine, api.url, token, token_file)
+        print_banner(
+            self.say,
+            Started(
+                directory=self.directory,
+                broker=broker.bootstrap if broker is not None else None,
+                topic=ALERT_TOPIC,
+                wiring=wiring,
+                playbooks=[p.playbook.id for p in loaded],
+                dry=[p.playbook.id for p in loaded if engine.is_dry(p)],
+                url=api.url,
+                token=token,
+                token_file=token_file,
+                rate=self.options.rate,
+                once=self.options.once,
+            ),
+        )
 
+        watched: list[asyncio.Task[None]] = []
         if broker is not None:
             worker = Worker(engine, settings.kafka, settings.ingest)
             stop_worker = asyncio.Event()
             consuming = asyncio.create_task(worker.run(stop_worker), name="lab-worker")
             stack.push_async_callback(_stop_task, consuming, stop_worker)
+            watched.append(consuming)
             send: Send = await stack.enter_async_context(
                 kafka_sender(broker.bootstrap, ALERT_TOPIC)
             )
@@ -245,16 +264,24 @@ class _Lab:
         )
         stop_producer = asyncio.Event()
         producing = asyncio.create_task(producer.run(stop_producer), name="lab-producer")
+        watched.append(producing)
         try:
             if self.options.once:
-                status = await self._until_settled(producer, producing)
-                await self._check_served(api.url, token)
+                status = await self._until_settled(producer, watched)
+                if not await self._check_served(api.url, token):
+                    status = 1
             else:
-                await self._until_stopped(producing)
+                await self._until_stopped(watched)
                 status = 0
         finally:
             await _stop_task(producing, stop_producer)
-        return self._summary(wiring, status)
+        failed = print_summary(
+            self.say,
+            self.progress,
+            wiring,
+            every_run=self.options.once or len(self.progress.runs) <= 20,
+        )
+        return 1 if failed else status
 
     # -- parts ---------------------------------------------------------------------------------
 
@@ -316,57 +343,23 @@ class _Lab:
         files, _ = find_playbook_files([directory])
         return [r.loaded for r in validate_files(files, registry=self.registry) if r.loaded]
 
-    def _banner(
-        self,
-        broker: Broker | None,
-        wiring: Wiring,
-        loaded: list[LoadedPlaybook],
-        engine: LabEngine,
-        url: str,
-        token: str,
-        token_file: Path,
-    ) -> None:
-        say = self.say
-        if broker is not None:
-            say(f"  broker      tansu on {broker.bootstrap}, topic {ALERT_TOPIC}")
-        for what, where in wiring.servers:
-            say(f"  server      {what}: {where}")
-        for connector, why in sorted(wiring.offline.items()):
-            dry = [p.playbook.id for p in loaded if engine.is_dry(p)]
-            runs = f"runs of {', '.join(dry)} are" if dry else "runs calling it would be"
-            say(
-                click.style(f"  no server   {connector}: {why}", fg="yellow")
-                + f"; {runs} dry runs (planned, not carried out)"
-            )
-        say(f"  store       {self.directory / 'soar.db'} (audit log signed every 10 s)")
-        pids = {"tansu": broker.process.pid} if broker is not None else {}
-        pids.update(wiring.processes)
-        say("  processes   " + (", ".join(f"{k} {v}" for k, v in pids.items()) or "none"))
-        say(f"  playbooks   {', '.join(p.playbook.id for p in loaded)}")
-        say("")
-        say(click.style("  console     ", bold=True) + click.style(f"{url}/console/", fg="cyan"))
-        say(click.style("  admin token ", bold=True) + token + f"  (also in {token_file})")
-        say(
-            "  Open the console, paste the token, then watch Runs; approvals wait under "
-            "Approvals, and Audit verifies the signed log."
-        )
-        mode = "each sample once" if self.options.once else "until Ctrl-C"
-        say(f"  Sending the samples at {self.options.rate:g}/s, {mode}.\n")
-
-    async def _until_stopped(self, producing: asyncio.Task[None]) -> None:
+    async def _until_stopped(self, watched: list[asyncio.Task[None]]) -> None:
+        """Until a signal, or until the consumer or the producer fails (raised here)."""
         stopped = asyncio.create_task(self.stop.wait())
         try:
-            await asyncio.wait({stopped, producing}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({stopped, *watched}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopped.cancel()
-        _raise_failure(producing)
+        for task in watched:
+            _raise_failure(task)
 
-    async def _until_settled(self, producer: Producer, producing: asyncio.Task[None]) -> int:
+    async def _until_settled(self, producer: Producer, watched: list[asyncio.Task[None]]) -> int:
         """0 once every sample was sent and each run it touched has ended or waits for people;
         1 when that takes longer than `timeout`, or on a signal."""
         deadline = asyncio.get_running_loop().time() + self.options.timeout
         while not self.stop.is_set():
-            _raise_failure(producing)
+            for task in watched:
+                _raise_failure(task)
             if producer.done.is_set() and self.progress.settled(producer.sent):
                 return 0
             if asyncio.get_running_loop().time() > deadline:
@@ -381,8 +374,9 @@ class _Lab:
                 await asyncio.wait_for(self.stop.wait(), 0.2)
         return 1
 
-    async def _check_served(self, url: str, token: str) -> None:
-        """Fetch the console page and the run list as a browser and a script would."""
+    async def _check_served(self, url: str, token: str) -> bool:
+        """Fetch the console page and the run list as a browser and a script would; whether
+        both were served."""
 
         def fetch(path: str, token: str | None = None) -> int:
             request = urllib.request.Request(url + path)  # noqa: S310 - our own loopback URL
@@ -394,37 +388,11 @@ class _Lab:
         try:
             console = await asyncio.to_thread(fetch, "/console/")
             runs = await asyncio.to_thread(fetch, "/api/v1/runs", token)
-        except OSError as exc:
+        except OSError as exc:  # urllib's HTTPError too
             self.say(click.style(f"the console was not served: {exc}", fg="red"))
-            return
+            return False
         self.say(f"checked: GET /console/ -> {console}, GET /api/v1/runs with the token -> {runs}")
-
-    def _summary(self, wiring: Wiring, status: int) -> int:
-        say = self.say
-        progress = self.progress
-        say(click.style("\nSummary", bold=True))
-        for view in progress.runs.values():
-            dry = " (dry run)" if view.dry_run else ""
-            error = f": {view.error}" if view.error else ""
-            say(
-                f"  run {short(view.id)} {view.playbook}{dry} on {view.title[:50]!r}: "
-                f"{view.outcome}{error}"
-            )
-        effects = wiring.effects()
-        if effects:
-            say(f"  the test servers received: {', '.join(effects)}")
-        counts = progress.counts()
-        failed = sum(
-            1 for v in progress.runs.values() if v.status in (RunStatus.FAILED, RunStatus.ABORTED)
-        )
-        settled = sum(1 for v in progress.runs.values() if v.settled)
-        waiting = counts["waiting for approval"]
-        say(
-            f"lab summary: alerts={len(progress.accepted)} runs={len(progress.runs)} "
-            f"completed={counts['completed']} waiting_for_approval={waiting} "
-            f"other={len(progress.runs) - settled} failed={failed}"
-        )
-        return 1 if failed else status
+        return console == runs == 200
 
 
 async def _keyring(settings: Settings, store: Store) -> Keyring:
