@@ -104,12 +104,12 @@ class Progress:
         step = transition.step
         if kind is TransitionKind.STEP_WAITING and step is not None:
             self._step_waits(executor, view, step)
-        elif (
-            kind in _STEP_ENDS
-            and step is not None
-            and self._waiting.pop((run.id, step), None) is not None
-        ):
-            view.waiting_for = self._still_waiting(run.id)
+        elif kind in _STEP_ENDS and step is not None:
+            waited = self._waiting.pop((run.id, step), None)
+            if waited is not None:
+                view.waiting_for = self._still_waiting(run.id)
+            if waited == "approval":
+                self._approval_ended(executor, view, step)
         if kind is TransitionKind.APPROVAL_DECIDED and isinstance(transition.data, dict):
             data = transition.data
             verdict = "approved" if data.get("approved") else "denied"
@@ -175,6 +175,14 @@ class Progress:
             if view.alert_id is not None:
                 for listener in self.wait_listeners:
                     listener(run_id, view.alert_id)
+
+    def _approval_ended(self, executor: RunExecutor, view: RunView, step: str) -> None:
+        """Say so when nobody decided in time (a decision has its own line)."""
+        state = executor.states.get(step)
+        output = state.output if state is not None else None
+        if isinstance(output, dict) and output.get("timed_out") is True:
+            verdict = "approved" if output.get("approved") else "denied"
+            self.line(f"run {short(view.id)}: nobody decided {step} in time: {verdict}")
 
     def _still_waiting(self, run_id: str) -> str | None:
         kinds = {kind for (run, _), kind in self._waiting.items() if run == run_id}
