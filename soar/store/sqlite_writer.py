@@ -401,6 +401,9 @@ def _die_with(parent: int) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
+    # a terminal's Ctrl-C reaches the whole process group; the worker decides when its writer
+    # ends (by closing its stdin), so the last writes of a clean stop still land
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     path, synchronous, parent = argv
     _die_with(int(parent))
     inbox, outbox = sys.stdin.buffer, sys.stdout.buffer

@@ -40,6 +40,19 @@ async def test_runs_survive_close_and_reopen(tmp_path: Path) -> None:
         assert snapshot.steps == {"disable_account": a_step()}
 
 
+async def test_a_ctrl_c_to_the_process_group_leaves_the_writer_to_its_worker(
+    tmp_path: Path,
+) -> None:
+    """A terminal's Ctrl-C reaches the writer too; the worker's last writes must still land."""
+    store = await SqliteStore.open(tmp_path / "soar.db")
+    os.kill(store.writer_pid, signal.SIGINT)
+    await asyncio.sleep(0.2)
+    await store.apply(Change(runs=[a_run()]))
+    await store.close()
+    async with open_store(f"sqlite:///{tmp_path / 'soar.db'}") as reopened:
+        assert await reopened.has_run("run-1")
+
+
 async def test_close_writes_every_change_already_queued(tmp_path: Path) -> None:
     store = await SqliteStore.open(tmp_path / "soar.db")
     writes = [asyncio.create_task(store.apply(Change(runs=[a_run(f"r{i}")]))) for i in range(50)]
