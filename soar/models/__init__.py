@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from soar.models.alert import (
         Alert,
         AlertFormat,
+        AlertStatus,
         EmailEntity,
         HashEntity,
         HostEntity,
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "Alert": "soar.models.alert",
     "AlertFormat": "soar.models.alert",
+    "AlertStatus": "soar.models.alert",
     "EmailEntity": "soar.models.alert",
     "HashEntity": "soar.models.alert",
     "HostEntity": "soar.models.alert",
@@ -38,6 +40,7 @@ _HOMES = {
 __all__ = [
     "Alert",
     "AlertFormat",
+    "AlertStatus",
     "EmailEntity",
     "HashEntity",
     "HostEntity",

@@ -19,6 +19,14 @@ class AlertFormat(StrEnum):
     GENERIC = "generic"
 
 
+class AlertStatus(StrEnum):
+    """Where the source says the alert stands: a later `resolved` copy can end a waiting run."""
+
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
 class _Entity(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -84,6 +92,9 @@ class Alert(BaseModel):
     )
     category: str | None = Field(
         default=None, description="snake_case category, e.g. 'credential_access'"
+    )
+    status: AlertStatus | None = Field(
+        default=None, description="open, acknowledged or resolved, when the source says"
     )
     time: datetime
     tactics: list[str] = Field(default_factory=list)

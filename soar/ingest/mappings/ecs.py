@@ -12,8 +12,9 @@ from datetime import datetime
 from soar.ingest.mappings.document import Document, JsonObject, invalid, missing, snake
 from soar.ingest.mappings.entities import Entities
 from soar.ingest.mappings.fingerprint import mint_id
+from soar.ingest.mappings.status import status_word
 from soar.ingest.mappings.timestamps import parse_time
-from soar.models.alert import Alert, AlertFormat
+from soar.models.alert import Alert, AlertFormat, AlertStatus
 from soar.models.severity import Severity
 
 #: Where each alert field lives, 8.x first, then 7.x. `severity` is the alert's severity after
@@ -102,6 +103,7 @@ def map_ecs(raw: JsonObject) -> Alert:
         severity=severity,
         source_severity=label,
         category=tactics[0] if tactics else None,
+        status=_status(doc),
         time=_time(doc),
         tactics=tactics,
         techniques=techniques,
@@ -109,6 +111,16 @@ def map_ecs(raw: JsonObject) -> Alert:
         **_entities(doc).fields(),
         raw=raw,
     )
+
+
+def _status(doc: Document) -> AlertStatus | None:
+    """The analyst's workflow status first (`closed` ends it whatever the rule says), then the
+    rule's own (`recovered`); 7.x signals carry `signal.status`."""
+    workflow = status_word(doc.get("kibana.alert.workflow_status") or doc.get("signal.status"))
+    if workflow is AlertStatus.RESOLVED:
+        return workflow
+    rule = status_word(doc.get("kibana.alert.status"))
+    return rule if rule is AlertStatus.RESOLVED else workflow or rule
 
 
 def _time(doc: Document) -> datetime:

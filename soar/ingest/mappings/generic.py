@@ -14,6 +14,7 @@ from soar.errors import AlertRejected, RejectionCode
 from soar.ingest.mappings.document import Document, JsonObject, invalid, missing
 from soar.ingest.mappings.entities import Entities
 from soar.ingest.mappings.fingerprint import mint_id
+from soar.ingest.mappings.status import WORDS, status_word
 from soar.ingest.mappings.timestamps import parse_time
 from soar.models.alert import Alert, AlertFormat
 from soar.models.severity import Severity
@@ -72,6 +73,7 @@ class GenericForm(BaseModel):
     rule_id: str | None = None
     description: str | None = None
     category: str | None = None
+    status: str | None = None
     tactics: list[str] = Field(default_factory=list)
     techniques: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
@@ -105,6 +107,10 @@ def map_generic(raw: JsonObject) -> Alert:
         severity = Severity.parse(form.severity)
     except ValueError:
         raise invalid("severity", f"{form.severity[:40]!r} is not a severity") from None
+    status = status_word(form.status)
+    if form.status is not None and status is None:
+        known = ", ".join(sorted(WORDS))
+        raise invalid("status", f"{form.status[:40]!r} is not a status (one of {known})")
     return Alert(
         id=form.id if form.id and form.id.strip() else mint_id(raw),
         source=form.source or "generic",
@@ -116,6 +122,7 @@ def map_generic(raw: JsonObject) -> Alert:
         severity=severity,
         source_severity=form.severity,
         category=form.category,
+        status=status,
         time=parse_time(form.time, "time"),
         tactics=form.tactics,
         techniques=form.techniques,

@@ -15,8 +15,9 @@ from soar.errors import AlertRejected
 from soar.ingest.mappings.document import Document, JsonObject, invalid, missing, snake
 from soar.ingest.mappings.entities import Entities
 from soar.ingest.mappings.fingerprint import mint_id
+from soar.ingest.mappings.status import OCSF_STATUS_IDS, status_number, status_word
 from soar.ingest.mappings.timestamps import parse_time
-from soar.models.alert import Alert, AlertFormat
+from soar.models.alert import Alert, AlertFormat, AlertStatus
 from soar.models.severity import Severity
 
 FINDING_CLASSES = {2001: "Security Finding", 2004: "Detection Finding"}
@@ -86,6 +87,7 @@ def map_ocsf(raw: JsonObject) -> Alert:
         severity=severity,
         source_severity=source_severity,
         category=tactics[0] if tactics else None,
+        status=_status(doc),
         time=_time(doc),
         tactics=tactics,
         techniques=techniques,
@@ -93,6 +95,18 @@ def map_ocsf(raw: JsonObject) -> Alert:
         **_entities(doc).fields(),
         raw=raw,
     )
+
+
+def _status(doc: Document) -> AlertStatus | None:
+    """The finding's status, from OCSF 1.1 on. In 1.0 `status` and `status_id` are the event's
+    outcome (Success, Failure), and Security Hub puts compliance results (PASSED) there: those
+    say nothing about the alert, and neither does a label soar does not know."""
+    version = doc.text("metadata.version") or ""
+    major, _, rest = version.partition(".")
+    minor = rest.partition(".")[0].partition("-")[0]
+    if not (major.isdigit() and minor.isdigit()) or (int(major), int(minor)) < (1, 1):
+        return None
+    return status_number(doc.get("status_id"), OCSF_STATUS_IDS) or status_word(doc.get("status"))
 
 
 def _id(doc: Document, finding: Document, raw: JsonValue) -> str:

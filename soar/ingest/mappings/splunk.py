@@ -17,6 +17,7 @@ from pydantic import JsonValue
 from soar.ingest.mappings.document import Document, JsonObject, invalid, missing, snake
 from soar.ingest.mappings.entities import Entities, is_ip
 from soar.ingest.mappings.fingerprint import mint_id
+from soar.ingest.mappings.status import SPLUNK_STATUS_IDS, status_number, status_word
 from soar.ingest.mappings.timestamps import parse_time
 from soar.models.alert import Alert, AlertFormat
 from soar.models.severity import Severity
@@ -112,6 +113,8 @@ def map_splunk(raw: JsonObject) -> Alert:
         severity=severity,
         source_severity=source_severity,
         category=snake(domain) if domain and snake(domain) in _DOMAINS else None,
+        status=status_word(doc.get("status_label"))
+        or status_number(doc.get("status"), SPLUNK_STATUS_IDS),
         time=_time(doc, raw_text),
         tags=doc.texts("tag"),
         **_entities(doc).fields(),
