@@ -104,20 +104,15 @@ class ConflictError(StoreError):
     """A lease is held elsewhere, or a transition was already recorded."""
 
 
-class ApprovalChanged(ConflictError):
-    """A decision named a digest of what was asked that no longer matches the pending approval:
-    what the person saw is not what would be approved."""
-
-
 class LeaseLost(ConflictError):
     """The write was fenced off: another worker holds the run now (it took the run over, or
     recorded it first). Nothing of the change was written; this worker must stop driving it."""
 
 
 class ApprovalChanged(ConflictError):
-    """A decision given for what an approval asked before, not what it asks now: the digest the
-    decider saw (`given`) is not the pending approval's (`pending`; None when it records none).
-    Nothing was recorded; show the approval again and decide anew."""
+    """A decision named a digest of what was asked that no longer matches the pending approval:
+    what the person saw (`given`) is not what would be approved (`pending`; None when the
+    approval records no digest). Nothing was recorded; show the approval again."""
 
     def __init__(self, run_id: str, step: str, *, given: str, pending: str | None) -> None:
         self.run_id = run_id

@@ -39,7 +39,15 @@ from soar.engine.evidence import ENGINE, Evidence
 from soar.engine.executor import RunExecutor
 from soar.engine.guards import Guards
 from soar.engine.scope import jsonable, render
-from soar.errors import BadInputs, ConflictError, EvaluationError, LeaseLost, StoreError
+from soar.errors import (
+    AccessDenied,
+    ApprovalChanged,
+    BadInputs,
+    ConflictError,
+    EvaluationError,
+    LeaseLost,
+    StoreError,
+)
 from soar.models import Alert
 from soar.models.run import (
     AttachedAlert,
@@ -53,7 +61,7 @@ from soar.models.run import (
 )
 from soar.playbook.graph import StepNode
 from soar.playbook.validate import LoadedPlaybook
-from soar.store.base import Change, Heartbeat, Lease, RunSnapshot, Store
+from soar.store.base import INBOX_KINDS, Change, Heartbeat, InboxItem, Lease, RunSnapshot, Store
 from soar.telemetry.metrics import NO_INSTRUMENTS, Instruments
 from soar.telemetry.tracing import (
     ALERT_ID,
@@ -70,6 +78,8 @@ from soar.telemetry.tracing import (
 _log = logging.getLogger("soar.engine")
 Observer = Callable[[RunExecutor, list[Transition]], None]
 _CLAIM_BATCH = 100
+_INBOX_BATCH = 100
+_OK: dict[str, JsonValue] = {"ok": True}
 
 
 class Engine:
@@ -93,11 +103,16 @@ class Engine:
         worker: str = "soar",
         lease_ttl: float = 15.0,
         limits: Mapping[str, ConnectorLimits] | None = None,
+        inbox_interval: float = 0.5,
     ) -> None:
         """`worker` names this engine in leases and logs (its id adds host, pid and a random
-        part); a worker whose heartbeat is `lease_ttl` seconds old is dead to the others."""
+        part); a worker whose heartbeat is `lease_ttl` seconds old is dead to the others. Every
+        `inbox_interval` seconds (real time) a live engine carries out the requests recorded for
+        the runs it holds (see `request`)."""
         if lease_ttl <= 0:
             raise ValueError("lease_ttl must be positive")
+        if inbox_interval <= 0:
+            raise ValueError("inbox_interval must be positive")
         self.store = store
         self.registry = registry
         self.clock: Clock = clock or SystemClock()
@@ -127,6 +142,9 @@ class Engine:
         self.lease_ttl = lease_ttl
         self._drivers: dict[str, asyncio.Task[object]] = {}
         self._leases: asyncio.Task[None] | None = None
+        self.inbox_interval = inbox_interval
+        self._inbox: asyncio.Task[None] | None = None
+        self._inbox_wake = asyncio.Event()
         self._taking_over = False
         self._claiming = asyncio.Lock()
         """Held while runs are claimed or respawned: one pass at a time, or two passes could
@@ -200,12 +218,12 @@ class Engine:
         """Stop driving runs, and give up their leases so that another worker (or this one,
         started again) takes them over at once. Nothing is lost: every run resumes from the
         store."""
-        for background in (self._cron, self._leases):
+        for background in (self._cron, self._leases, self._inbox):
             if background is not None:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
-        self._cron = self._leases = None
+        self._cron = self._leases = self._inbox = None
         self._taking_over = False
         tasks = list(self._tasks)
         for task in tasks:
@@ -486,36 +504,98 @@ class Engine:
     # -- people and later events --------------------------------------------------------------
 
     async def decide(
-        self, run_id: str, step: str, *, approved: bool, by: str, comment: str | None = None
+        self,
+        run_id: str,
+        step: str,
+        *,
+        approved: bool,
+        by: str,
+        comment: str | None = None,
+        digest: str | None = None,
     ) -> None:
-        """Approve or deny a pending approval.
+        """Approve or deny a pending approval. `digest` binds the decision to what the person
+        was shown (the approval step's recorded `digest`); None decides whatever is pending.
+
+        On a run driven here the decision is recorded before this returns. On a run driven by
+        another worker it is recorded as a request in the run's inbox, which that worker carries
+        out (or refuses) shortly: see `request` and `outcome`.
 
         Raises:
-            ConflictError: the run is not active here or no approval is pending at `step`.
+            ConflictError: no such run, or it has ended; on a run driven here, also: no
+                approval is pending at `step`.
+            ApprovalChanged: (a run driven here) `digest` is not the pending approval's.
+            AccessDenied: (a run driven here) `by` is not among the step's `approvers`.
         """
-        await self._executor(run_id).decide(step, approved=approved, by=by, comment=comment)
+        executor = self.executors.get(run_id)
+        if executor is not None:
+            await executor.decide(step, approved=approved, by=by, comment=comment, digest=digest)
+            return
+        body: dict[str, JsonValue] = {
+            "step": step,
+            "approved": approved,
+            "by": by,
+            "comment": comment,
+            "digest": digest,
+        }
+        await self.request(run_id, "decide", body, actor=by)
 
     async def abort(
         self, run_id: str, reason: str = "aborted by an operator", *, actor: str = "operator"
     ) -> None:
-        """Abort a run: it stops, and its completed steps are compensated newest first."""
-        await self._executor(run_id).abort(reason, actor=actor)
+        """Abort a run: it stops, and its completed steps are compensated newest first. On a
+        run driven by another worker the abort is recorded in the run's inbox (see `request`).
+
+        Raises:
+            ConflictError: no such run, or it has ended (on a run driven here: nothing happens).
+        """
+        executor = self.executors.get(run_id)
+        if executor is not None:
+            await executor.abort(reason, actor=actor)
+            return
+        await self.request(run_id, "abort", {"reason": reason}, actor=actor)
 
     async def attach(
-        self, run_id: str, event: JsonValue, *, marker: DedupEntry | None = None
+        self,
+        run_id: str,
+        event: JsonValue,
+        *,
+        marker: DedupEntry | None = None,
+        actor: str = ENGINE,
     ) -> None:
         """Give a run a later alert or event (deduplicated alerts, resolutions, webhooks);
-        `marker`, written with it, remembers which delivery joined (see `_submit`)."""
+        `marker`, written with it, remembers which delivery joined (see `_submit`).
+
+        On a run driven here it is attached at once; on a run driven by another worker it is
+        recorded in the run's inbox (with `marker`), and attached by that worker; on a run that
+        has ended (an alert inside its dedup window) it is attached to the record directly.
+
+        Raises:
+            ConflictError: no such run.
+        """
         executor = self.executors.get(run_id)
         if executor is not None:
             await executor.attach(event, marker=marker)
             return
-        snapshot = await self.store.load_run(run_id)
-        if snapshot is None:
-            raise ConflictError(f"no run {run_id}")
-        seq = (snapshot.alerts[-1].seq if snapshot.alerts else 0) + 1
-        await self.store.apply(
-            Change(
+        try:
+            await self._record_request(run_id, "event", event, actor=actor, marker=marker)
+            return
+        except ConflictError:
+            snapshot = await self.store.load_run(run_id)
+            if snapshot is None:
+                raise ConflictError(f"no run {run_id}") from None
+            if not snapshot.run.status.is_terminal:
+                raise
+        await self._attach_ended(snapshot, event, marker)
+
+    async def _attach_ended(
+        self, snapshot: RunSnapshot, event: JsonValue, marker: DedupEntry | None
+    ) -> None:
+        """Attach `event` to a run that has ended: nobody drives it, so nobody else writes its
+        transitions but others attaching to it too (whose numbers a retry steps past)."""
+        run_id = snapshot.run.id
+        for _ in range(3):
+            seq = (snapshot.alerts[-1].seq if snapshot.alerts else 0) + 1
+            change = Change(
                 alerts=[AttachedAlert(run_id, seq, event)],
                 transitions=[
                     Transition(
@@ -528,7 +608,160 @@ class Engine:
                 ],
                 dedup=[] if marker is None else [marker],
             )
+            try:
+                await self.store.apply(change)
+                return
+            except ConflictError:
+                reloaded = await self.store.load_run(run_id)
+                if reloaded is None:
+                    raise
+                snapshot = reloaded
+        raise ConflictError(f"run {run_id}: could not attach to it (others attach at once)")
+
+    # -- requests for runs driven elsewhere ----------------------------------------------------
+
+    async def request(self, run_id: str, kind: str, body: JsonValue, *, actor: str) -> str:
+        """Record a request for a run in its inbox, durably, and return its id (for `outcome`).
+        The worker holding the run (this one or another) carries it out within about its
+        `inbox_interval`, and marks it done, with its outcome, in the same write; a run nobody
+        holds gets it when a worker takes the run over.
+
+        Kinds: "decide", body `{"step", "approved": bool, "by", "comment", "digest"}` (see
+        `decide`); "abort", body `{"reason"}`; "event", body the event (see `attach`).
+        Outcomes: `{"ok": true}`, or `{"ok": false, "code": "conflict" | "denied" |
+        "approval_changed", "error": text}`.
+
+        Raises:
+            ValueError: an unknown kind, or a body of the wrong shape.
+            ConflictError: no such run, or it has ended.
+        """
+        return await self._record_request(run_id, kind, body, actor=actor)
+
+    async def outcome(self, id: str, *, wait: float) -> InboxItem | None:
+        """The request `id` once done, polling the store for up to `wait` seconds; as it stands
+        (pending: `done_at` None) when it is not done by then; None when there is no such
+        request."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(wait, 0.0)
+        pause = 0.005
+        while True:
+            item = await self.store.inbox_item(id)
+            left = deadline - loop.time()
+            if item is None or item.done_at is not None or left <= 0:
+                return item
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, self.inbox_interval)
+
+    async def _record_request(
+        self,
+        run_id: str,
+        kind: str,
+        body: JsonValue,
+        *,
+        actor: str,
+        marker: DedupEntry | None = None,
+    ) -> str:
+        item = InboxItem(
+            id=uuid.uuid4().hex,
+            run_id=run_id,
+            kind=kind,
+            body=_request_body(kind, body),
+            actor=actor,
+            at=self.clock.now(),
         )
+        # refused by the store (ConflictError) unless the run is recorded and open: checked
+        # under the run's lease, so that it cannot end before the request is recorded
+        await self.store.apply(Change(inbox=[item], dedup=[] if marker is None else [marker]))
+        if run_id in self.executors:
+            self._inbox_wake.set()  # driven here: no need to wait for the next round
+        return item.id
+
+    async def _watch_inbox(self) -> None:
+        """Every `inbox_interval` seconds (or at once when a request for a run driven here was
+        recorded), carry out the pending requests of the runs this engine holds."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._inbox_wake.wait(), self.inbox_interval)
+            self._inbox_wake.clear()
+            try:
+                items = await self.store.inbox_for(self.worker_id, _INBOX_BATCH)
+            except StoreError as exc:
+                _log.warning("reading the inbox: %s", exc)
+                continue
+            by_run: dict[str, list[InboxItem]] = {}
+            for item in items:
+                by_run.setdefault(item.run_id, []).append(item)
+            # one run's requests in the order recorded; the runs side by side
+            results = await asyncio.gather(
+                *(self._carry_out_all(found) for found in by_run.values()), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):  # a bug: left pending, tried again
+                    _log.error("carrying out a request failed", exc_info=result)
+
+    async def _carry_out_all(self, items: list[InboxItem]) -> None:
+        for item in items:
+            if not await self._carry_out(item):
+                return  # the rest wait for this one: next round, or the run's next holder
+
+    async def _carry_out(self, item: InboxItem) -> bool:
+        """Carry out one request on the run's executor here, marking it done in the same
+        write; or answer it (done, not ok) when the run cannot take it. False when it is left
+        pending: the run is not driven here (yet), or the write failed."""
+        executor = self.executors.get(item.run_id)
+        if executor is None or not executor.created.done():
+            return False
+        body = item.body if isinstance(item.body, dict) else {}
+        try:
+            if executor.run.status.is_terminal:
+                raise ConflictError(f"run {item.run_id} has already {executor.run.status.value}")
+            if item.kind == "decide":
+                comment, digest = body.get("comment"), body.get("digest")
+                await executor.decide(
+                    str(body.get("step")),
+                    approved=body.get("approved") is True,
+                    by=str(body.get("by")),
+                    comment=comment if isinstance(comment, str) else None,
+                    digest=digest if isinstance(digest, str) else None,
+                    answer=item.id,
+                )
+                return True
+            if item.kind == "abort":
+                reason = str(body.get("reason") or "aborted by an operator")
+                if await executor.abort(reason, actor=item.actor, answer=item.id):
+                    return True
+                outcome: JsonValue = _OK  # being aborted already: what was asked holds
+            elif item.kind == "event":
+                await executor.attach(item.body, answer=item.id)
+                return True
+            else:
+                raise ConflictError(f"unknown request kind {item.kind!r}")
+        except LeaseLost:
+            return False  # taken over: the new holder carries it out
+        except ApprovalChanged as exc:
+            outcome = _refused("approval_changed", exc)
+        except AccessDenied as exc:
+            outcome = _refused("denied", exc)
+        except ConflictError as exc:
+            outcome = _refused("conflict", exc)
+        except StoreError as exc:
+            _log.warning("run %s: request %s not carried out yet: %s", item.run_id, item.id, exc)
+            return False
+        try:
+            await self.store.apply(
+                Change(
+                    inbox_done=[(item.id, self.clock.now(), outcome)],
+                    fence=[(item.run_id, executor.token)],
+                )
+            )
+        except LeaseLost:
+            return False
+        except ConflictError:  # answered meanwhile (the run's last write closed it)
+            return True
+        except StoreError as exc:
+            _log.warning("run %s: request %s not answered yet: %s", item.run_id, item.id, exc)
+            return False
+        return True
 
     async def wait_run(self, run_id: str) -> Run:
         """The run once it is terminal (or as stored, when no executor drives it here)."""
@@ -822,6 +1055,8 @@ class Engine:
         if self._leases is None:
             await self._beat()
             self._leases = asyncio.create_task(self._keep_leases(), name="soar-leases")
+        if self._inbox is None:
+            self._inbox = asyncio.create_task(self._watch_inbox(), name="soar-inbox")
 
     async def _beat(self) -> None:
         """Tell the other workers this one is alive for another `lease_ttl`."""
@@ -1117,6 +1352,44 @@ def _checked_inputs(
     if problems:
         raise BadInputs(f"{loaded.playbook.id}: " + "; ".join(problems))
     return values
+
+
+def _request_body(kind: str, body: JsonValue) -> JsonValue:
+    """The body of a request of `kind`, checked, with optional fields filled in.
+
+    Raises:
+        ValueError: an unknown kind, or a body of the wrong shape.
+    """
+    if kind not in INBOX_KINDS:
+        raise ValueError(
+            f"unknown request kind {kind!r} (expected one of {', '.join(INBOX_KINDS)})"
+        )
+    if kind == "event":
+        return body
+    if not isinstance(body, dict):
+        raise ValueError(f"a {kind} request's body must be an object")
+    if kind == "abort":
+        reason = body.get("reason", "aborted by an operator")
+        if not isinstance(reason, str):
+            raise ValueError("an abort request's reason must be text")
+        return {"reason": reason}
+    checked: dict[str, JsonValue] = {}
+    for name, types, required in (
+        ("step", (str,), True),
+        ("approved", (bool,), True),
+        ("by", (str,), True),
+        ("comment", (str, type(None)), False),
+        ("digest", (str, type(None)), False),
+    ):
+        value = body.get(name)
+        if (required and name not in body) or not isinstance(value, types):
+            raise ValueError(f"a decide request's {name!r} is missing or of the wrong type")
+        checked[name] = value
+    return checked
+
+
+def _refused(code: str, exc: Exception) -> dict[str, JsonValue]:
+    return {"ok": False, "code": code, "error": str(exc)}
 
 
 def _previous_fire(expression: str, timezone: str, before: datetime) -> datetime:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
@@ -20,7 +22,13 @@ from soar.connectors.action import ActionSpec
 from soar.engine.attempt import AttemptFailed, Attempts
 from soar.engine.evidence import ENGINE
 from soar.engine.scope import jsonable, node_key_of, render, run_view, skipped_view, step_view
-from soar.errors import AccessDenied, ConflictError, EvaluationError, StoreError
+from soar.errors import (
+    AccessDenied,
+    ApprovalChanged,
+    ConflictError,
+    EvaluationError,
+    StoreError,
+)
 from soar.models import Alert, Severity
 from soar.models.audit import AuditEvent
 from soar.models.run import (
@@ -351,9 +359,38 @@ class RunExecutor:
             if node.step.for_each is not None:
                 await self._run_items(node)
             else:
+                if node.key not in self.states:
+                    await self._check_approved(node)
                 await self._attempts.run(node, node.key, item=None, index=None)
         except AttemptFailed as failure:
             await self._fallback(node, failure.error)
+
+    async def _check_approved(self, node: StepNode) -> None:
+        """Before an action step's first attempt: when the approval just before it bound its
+        inputs, they must render as they did then. Else the step fails, not retried.
+
+        Raises:
+            AttemptFailed: the inputs changed since they were approved.
+        """
+        if self._approved_inputs(node) is None or node.step.action is None:
+            return
+        try:
+            rendered = render(
+                self.loaded,
+                (*node.path, "with"),
+                node.step.with_,
+                self.variables(),
+                self.engine.clock.now,
+            )
+            inputs = jsonable(rendered)
+        except (EvaluationError, ValueError):
+            return  # the attempt renders them again, and fails on that
+        changed = self.changed_since_approval(node, inputs)
+        if changed is not None:
+            await self._record(
+                node.key, StepStatus.FAILED, TransitionKind.STEP_FAILED, error=changed, attempt=0
+            )
+            raise AttemptFailed(changed, retryable=False)
 
     async def _run_items(self, node: StepNode) -> None:
         state = self.states.get(node.key)
@@ -455,18 +492,19 @@ class RunExecutor:
                     self.engine.clock.now,
                 )
                 message = str(jsonable(rendered))
+            asked: dict[str, JsonValue] = {
+                "message": message,
+                "group": approval.group,
+                "approvers": list(approval.approvers),
+                "guards": self._guarded(node),
+            }
             due = self.engine.clock.now() + approval.timeout
             await self._record(
                 node.key,
                 StepStatus.WAITING,
                 TransitionKind.STEP_WAITING,
                 due_at=due,
-                inputs={
-                    "group": approval.group,
-                    "approvers": list(approval.approvers),
-                    "message": message,
-                    "approved_by": [],
-                },
+                inputs={**asked, "digest": approval_digest(asked), "approved_by": []},
             )
             state = self.states[node.key]
         assert state.due_at is not None  # noqa: S101
@@ -516,11 +554,83 @@ class RunExecutor:
         )
         await self.succeeded(node.key, outcome)
 
-    async def decide(self, key: str, *, approved: bool, by: str, comment: str | None) -> None:
-        """Record one person's decision on a pending approval.
+    def _guarded(self, node: StepNode) -> JsonValue:
+        """What an approval at `node` binds: the step after it, when that is an action step
+        whose `with` renders now, as `{step, action, inputs}`; else None."""
+        siblings = self.graph.lists.get(node.list_path, [])
+        place = siblings.index(node.key) + 1 if node.key in siblings else len(siblings)
+        if place >= len(siblings):
+            return None
+        guarded = self.graph.nodes[siblings[place]]
+        step = guarded.step
+        if step.action is None or step.for_each is not None:
+            return None
+        spec = self.engine.registry.action(step.action)
+        if spec is None:
+            return None
+        try:
+            rendered = render(
+                self.loaded,
+                (*guarded.path, "with"),
+                step.with_,
+                self.variables(),
+                self.engine.clock.now,
+            )
+            inputs = jsonable(rendered)
+        except (EvaluationError, ValueError):  # reads what is not known yet: nothing bound
+            return None
+        return {"step": guarded.key, "action": spec.qualified_name, "inputs": inputs}
+
+    def _approved_inputs(self, node: StepNode) -> tuple[str, JsonValue] | None:
+        """The approval just before `node` that bound its inputs (see `_guarded`), and those
+        inputs; None when no approval binds it."""
+        siblings = self.graph.lists.get(node.list_path, [])
+        place = siblings.index(node.key) if node.key in siblings else 0
+        if place == 0:
+            return None
+        before = self.graph.nodes[siblings[place - 1]]
+        approval = self.states.get(before.key)
+        if before.step.approval is None or approval is None:
+            return None
+        asked = approval.inputs if isinstance(approval.inputs, dict) else {}
+        guards = asked.get("guards")
+        if not isinstance(guards, dict) or guards.get("step") != node.key:
+            return None
+        return before.key, guards.get("inputs")
+
+    def changed_since_approval(self, node: StepNode, inputs: JsonValue) -> str | None:
+        """Why action step `node` may not run with `inputs`: the approval just before it bound
+        other inputs; None when no approval binds it or the inputs are those approved."""
+        bound = self._approved_inputs(node)
+        if bound is None or bound[1] == inputs:
+            return None
+        approval, approved = bound
+        was = approved if isinstance(approved, dict) else {}
+        now = inputs if isinstance(inputs, dict) else {}
+        changed = sorted(k for k in {*was, *now} if was.get(k) != now.get(k))
+        return (
+            f"inputs changed since they were approved ({', '.join(changed) or 'inputs'} "
+            f"differ from what step {approval!r} asked; a changed input needs a new approval)"
+        )
+
+    async def decide(
+        self,
+        key: str,
+        *,
+        approved: bool,
+        by: str,
+        comment: str | None,
+        digest: str | None = None,
+        answer: str | None = None,
+    ) -> None:
+        """Record one person's decision on a pending approval; with `answer`, mark that inbox
+        item done in the same write.
 
         Raises:
-            ConflictError: no approval is pending under `key`.
+            ConflictError: no approval is pending under `key`, it is decided already (the step
+                is about to record it), or `by` has approved it already.
+            ApprovalChanged: `digest` (what the person was shown) is not the pending approval's.
+            AccessDenied: the step names its approvers and `by` is not one of them.
         """
         state = self.states.get(key)
         future = self._approvals.get(key)
@@ -532,13 +642,26 @@ class RunExecutor:
             or node.step.approval is None
         ):
             raise ConflictError(f"no approval is pending at step {key!r} of run {self.run.id}")
-        named = node.step.approval.approvers
-        if named and by not in named:
-            raise AccessDenied(f"{by!r} is not among the approvers of step {key!r}")
         inputs = dict(state.inputs) if isinstance(state.inputs, dict) else {}
         prior = inputs.get("approved_by")
         voters = [v for v in prior if isinstance(v, str)] if isinstance(prior, list) else []
-        if approved and by not in voters:
+        if inputs.get("denied_by") or len(voters) >= node.step.approval.min_approvals:
+            # decided, and the step about to record it: a later decision would count for nothing
+            raise ConflictError(f"the approval at step {key!r} of run {self.run.id} is decided")
+        pending = inputs.get("digest")
+        if digest is not None and digest != pending:
+            raise ApprovalChanged(
+                self.run.id,
+                key,
+                given=digest,
+                pending=pending if isinstance(pending, str) else None,
+            )
+        named = node.step.approval.approvers
+        if named and by not in named:
+            raise AccessDenied(f"{by!r} is not among the approvers of step {key!r}")
+        if approved and by in voters:
+            raise ConflictError(f"{by!r} has already approved step {key!r} of run {self.run.id}")
+        if approved:
             voters.append(by)
         inputs["approved_by"] = list(voters)
         if not approved:
@@ -553,6 +676,7 @@ class RunExecutor:
                     {"approved": approved, "by": by, "comment": comment},
                 )
             ],
+            answered=() if answer is None else (answer,),
         )
         enough = len(voters) >= node.step.approval.min_approvals
         if future is not None and not future.done() and (not approved or enough):
@@ -640,15 +764,19 @@ class RunExecutor:
                 continue  # an event of another shape does not match
         return None
 
-    async def attach(self, event: JsonValue, *, marker: DedupEntry | None = None) -> None:
+    async def attach(
+        self, event: JsonValue, *, marker: DedupEntry | None = None, answer: str | None = None
+    ) -> None:
         """A later alert or event joined the run: record it (with `marker`, the entry that
-        says its delivery joined this run) and wake matching waits."""
+        says its delivery joined this run; with `answer`, the inbox item that brought it, done)
+        and wake matching waits."""
         seq = (self.attached[-1].seq if self.attached else 0) + 1
         attached = AttachedAlert(self.run.id, seq, event)
         await self._commit(
             alerts=[attached],
             transitions=[(TransitionKind.ALERT_ATTACHED, None, None, {"seq": seq})],
             dedup=() if marker is None else (marker,),
+            answered=() if answer is None else (answer,),
         )
         self.attached.append(attached)
         for key, future in list(self._event_waiters):
@@ -658,10 +786,17 @@ class RunExecutor:
         if _is_resolution(event):
             self._resolved.set()
 
-    async def abort(self, reason: str, *, actor: str = ENGINE) -> None:
-        """Stop the run: no new steps, pending waits end, completed steps are compensated."""
+    @property
+    def aborting(self) -> bool:
+        """Whether an abort was requested (the run stops, or has stopped)."""
+        return self._aborting.is_set()
+
+    async def abort(self, reason: str, *, actor: str = ENGINE, answer: str | None = None) -> bool:
+        """Stop the run: no new steps, pending waits end, completed steps are compensated.
+        With `answer`, that inbox item is marked done in the same write. Returns False, writing
+        nothing, when the run has ended or is being aborted already."""
         if self.run.status.is_terminal or self._aborting.is_set():
-            return
+            return False
         await self._record(
             ABORT_KEY,
             StepStatus.SUCCEEDED,
@@ -669,8 +804,10 @@ class RunExecutor:
             output={"reason": reason},
             data={"reason": reason},
             actor=actor,
+            answered=() if answer is None else (answer,),
         )
         self._aborting.set()
+        return True
 
     async def pause_until(self, moment: datetime) -> None:
         """Sleep until `moment` (durably recorded by the caller); RunAborted on abort."""
@@ -815,8 +952,10 @@ class RunExecutor:
         keep_inputs: bool = True,
         defer: bool = False,
         actor: str = ENGINE,
+        answered: Sequence[str] = (),
     ) -> StepState:
-        """Write one step transition (durably), then make it the step's known state.
+        """Write one step transition (durably), then make it the step's known state; with
+        `answered`, those inbox items are marked done (`{"ok": true}`) in the same write.
 
         With `defer`, the transition is held and written together with the run's next write
         (the next step's start, a wait, the run's end), which the caller makes before anything
@@ -886,6 +1025,7 @@ class RunExecutor:
             steps=[state],
             transitions=[(kind, key, attempt, detail or None)],
             audit=() if event is None else (event,),
+            answered=answered,
         )
         return state
 
@@ -972,9 +1112,12 @@ class RunExecutor:
         also: Sequence[tuple[Run, Transition]] = (),
         audit: Sequence[AuditEvent] = (),
         dedup: Sequence[DedupEntry] = (),
+        answered: Sequence[str] = (),
     ) -> None:
         """Write this run's changes (and, with `also`, new runs started by them) atomically,
-        with their audit events: a step's come from `_record`, the run's are made here."""
+        with their audit events: a step's come from `_record`, the run's are made here. The
+        inbox items `answered` are marked done in the same write, and the run's last write
+        closes whatever requests are still pending for it."""
         now = self.engine.clock.now()
         held_steps, self._held_steps = self._held_steps, []
         held, self._held_transitions = self._held_transitions, []
@@ -999,12 +1142,14 @@ class RunExecutor:
         if held_steps:
             held_steps = _latest(held_steps)
         fence = [(self.run.id, self.token)]
+        done: list[tuple[str, datetime, JsonValue]] = [(a, now, {"ok": True}) for a in answered]
         if creation is None and run is None and not (also or alerts or dedup):  # a step write
             change = Change(
                 steps=[*held_steps, *steps] if held_steps else list(steps),
                 transitions=held + records if held else records,
                 audit=events,
                 fence=fence,
+                inbox_done=done,
             )
         else:
             change = self._change(creation, held_steps, steps, held, records, alerts, run, also)
@@ -1013,8 +1158,13 @@ class RunExecutor:
             change.fence = fence
             worker = self.engine.worker_id
             change.leases.extend(Lease(r.id, worker, 1, 0) for r, _ in also)
+            change.inbox_done = done
             if run is not None and run.status.is_terminal:  # the run ends: nobody holds it
                 change.leases.append(Lease(self.run.id, "", self.token, self.token))
+                ended = f"run {self.run.id} has already {run.status.value}"
+                change.close_inbox.append(
+                    (self.run.id, now, {"ok": False, "code": "conflict", "error": ended})
+                )
         try:
             await self.engine.store.apply(change)
         except BaseException as exc:
@@ -1106,6 +1256,13 @@ RUN_LEVEL: Final = frozenset(
     (TransitionKind.RUN_FINISHED, TransitionKind.APPROVAL_DECIDED, TransitionKind.RUN_RETRIED)
 )
 """Transitions whose audit event `_commit` makes (a step's are made by `_record`)."""
+
+
+def approval_digest(asked: dict[str, JsonValue]) -> str:
+    """The digest of what an approval asks (`message`, `group`, `approvers`, `guards`):
+    "sha256:" and the hex SHA-256 of its canonical JSON (sorted keys, no spaces, UTF-8)."""
+    text = json.dumps(asked, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 async def _cancel_all(tasks: Iterable[asyncio.Task[None]]) -> None:

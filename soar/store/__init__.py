@@ -16,13 +16,15 @@ from soar.errors import ConfigError
 from soar.lazy import lazy_names
 
 if TYPE_CHECKING:
-    from soar.store.base import Change, RunFilter, RunSnapshot, Store
+    from soar.store.base import ApiToken, Change, InboxItem, RunFilter, RunSnapshot, Store
     from soar.store.memory import MemoryStore
     from soar.store.probe import RawLimits, raw_sqlite_limits
     from soar.store.sqlite import SqliteStore
 
 _HOMES = {
+    "ApiToken": "soar.store.base",
     "Change": "soar.store.base",
+    "InboxItem": "soar.store.base",
     "RunFilter": "soar.store.base",
     "RunSnapshot": "soar.store.base",
     "Store": "soar.store.base",
@@ -34,7 +36,9 @@ _HOMES = {
 }
 
 __all__ = [
+    "ApiToken",
     "Change",
+    "InboxItem",
     "MemoryStore",
     "RawLimits",
     "RunFilter",
