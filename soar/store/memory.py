@@ -97,7 +97,7 @@ class MemoryStore:
             self._inbox[item[0]] = item
         for item_id, done_at, outcome in encoded.inbox_done:
             self._inbox[item_id] = (*self._inbox[item_id][:6], done_at, outcome)
-        if encoded.close_inbox:
+        if encoded.close_inbox and self._inbox:
             closing = {c[0]: c for c in encoded.close_inbox}
             for item_id, item in list(self._inbox.items()):
                 close = closing.get(item[1])

@@ -201,6 +201,17 @@ async def test_a_request_may_ride_with_the_runs_own_record(store: Store) -> None
     assert [i.id for i in await store.inbox_for("w1", 10)] == ["i1"]
 
 
+async def test_a_refused_request_among_concurrent_ones_fails_alone(store: Store) -> None:
+    await held(store, "r1", "w1")
+    asked = [a_request(f"i{n}", "nope" if n == 7 else "r1", seconds=n) for n in range(20)]
+    outcomes = await asyncio.gather(
+        *(store.apply(Change(inbox=[item])) for item in asked), return_exceptions=True
+    )
+    assert [type(o).__name__ for o in outcomes if o is not None] == ["ConflictError"]
+    assert outcomes[7] is not None
+    assert len(await store.inbox_for("w1", 100)) == 19
+
+
 async def test_a_repeated_item_id_is_a_conflict(store: Store) -> None:
     await held(store, "r1", "w1")
     await store.apply(Change(inbox=[a_request("i1")]))
