@@ -1294,6 +1294,8 @@ def _is_resolution(event: JsonValue) -> bool:
     """An attached alert or event saying the condition cleared (Alertmanager `resolved`, ...)."""
     if not isinstance(event, dict):
         return False
+    if "format" in event and event.get("status") == "resolved":  # a normalised alert says so
+        return True
     raw = event.get("raw") if isinstance(event.get("raw"), dict) else event
     assert isinstance(raw, dict)  # noqa: S101
     status = raw.get("status")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 
 from soar.engine import Engine
 from soar.engine.backoff import MAX_RETRY_AFTER
+from soar.ingest.normalize import normalize
 from soar.models import Alert
 from soar.models.run import RunStatus, StepStatus, TransitionKind
 from soar.store import RunFilter
 from tests.unit.engine.conftest import World
+from tests.unit.test_alert_status import fixture
 
 HEAD = """\
 id: p
@@ -792,3 +795,28 @@ steps:
     runs = await world.store.list_runs(RunFilter())
     assert [r.id for r in runs] == first
     await again.stop()
+
+
+async def test_a_resolved_copy_of_the_alert_in_any_format_stops_the_ladder(world: World) -> None:
+    """Elastic's `closed` workflow status, normalised to `resolved`, ends the escalations."""
+
+    loaded = world.load(
+        HEAD
+        + """
+steps:
+  - id: ask
+    approval: {group: leads, timeout: 1h, on_timeout: approve}
+escalate:
+  - after: 30m
+    steps: [{action: fx.do, with: {name: paged}}]
+"""
+    )
+    run_id = await world.engine.start_run(loaded)
+    await world.until(lambda: "ask" in world.engine.executors[run_id].states)
+    closed = {**fixture("ecs/kibana_8_2_eql_alert.json"), "kibana.alert.workflow_status": "closed"}
+    (alert,) = normalize(json.dumps(closed))
+    await world.engine.attach(run_id, alert.model_dump(mode="json"))
+    await world.clock.advance(timedelta(minutes=30))
+    await world.clock.advance(timedelta(minutes=30))
+    assert (await world.engine.wait_run(run_id)).status is RunStatus.COMPLETED
+    assert world.effects.order == []  # the rung never fired
