@@ -20,6 +20,8 @@ from soar.models.run import Run, RunStatus
 from soar.playbook.catalog import find_playbook_files, validate_files
 from soar.store import RunFilter, open_store
 
+_ABORT_WAIT_S = 30.0  # how long `runs abort` waits for another worker to carry it out
+
 
 @click.group()
 def runs() -> None:
@@ -185,13 +187,37 @@ async def _operate(
                 return f"run {new_id} (retry of {run_id}): {run.status.value}" + (
                     f": {run.error}" if run.error else ""
                 )
-            await engine.resume(run_id)
             assert abort is not None  # noqa: S101
+            try:
+                await engine.resume(run_id)  # a run nobody drives: this command drives it
+            except ConflictError:  # driven by a live worker (or ended: the request says so)
+                request = await engine.request(
+                    run_id, "abort", {"reason": abort}, actor=cli_actor()
+                )
+                item = await engine.outcome(request, wait=_ABORT_WAIT_S)
+                if item is None or item.done_at is None:
+                    return f"abort requested ({request}): the worker driving the run will do it"
+                outcome = item.outcome if isinstance(item.outcome, dict) else {}
+                if outcome.get("ok") is not True:
+                    raise ConflictError(str(outcome.get("error") or "refused")) from None
+                return await _settled(engine, run_id)
             await engine.abort(run_id, abort, actor=cli_actor())
             run = await engine.wait_run(run_id)
             return run.status.value
         except ConflictError as exc:
             raise click.ClickException(str(exc)) from None
+
+
+async def _settled(engine: Engine, run_id: str) -> str:
+    """The run's status once its compensations are done (or as it stands after a while)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _ABORT_WAIT_S
+    while True:
+        snapshot = await engine.store.load_run(run_id)
+        assert snapshot is not None  # noqa: S101 - runs are never deleted
+        if snapshot.run.status.is_terminal or loop.time() > deadline:
+            return snapshot.run.status.value
+        await asyncio.sleep(0.05)
 
 
 def _run_json(run: Run) -> dict[str, object]:
