@@ -302,6 +302,7 @@ class ActionOut(BaseModel):
     target_field: str | None
     cache_ttl_seconds: float | None
     verify: bool
+    pure: bool
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
 

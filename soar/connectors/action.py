@@ -90,6 +90,9 @@ class ActionSpec:
     target_field: str | None = None
     cache_ttl: timedelta | None = None
     verify: VerifyCall | None = None
+    pure: bool = False
+    """It only computes its output from its inputs and touches nothing: a dry run calls it,
+    so later steps see real values instead of placeholders."""
 
     @property
     def qualified_name(self) -> str:
@@ -133,6 +136,7 @@ class ActionSpec:
             "target_field": self.target_field,
             "cache_ttl_seconds": self.cache_ttl.total_seconds() if self.cache_ttl else None,
             "verify": self.verify is not None,
+            "pure": self.pure,
             "input_schema": self.input_model.model_json_schema(),
             "output_schema": self.output_model.model_json_schema(),
         }
@@ -157,6 +161,7 @@ class Connector:
         target_field: str | None = None,
         cache_ttl: timedelta | None = None,
         name: str | None = None,
+        pure: bool = False,
     ) -> Callable[[ActionFn[In, Out]], ActionFn[In, Out]]:
         """Declare an async `(ctx, params) -> output` function as an action of this connector.
 
@@ -191,6 +196,7 @@ class Connector:
                 target=TargetKind(target),
                 target_field=target_field,
                 cache_ttl=cache_ttl,
+                pure=pure,
             )
             return fn
 

@@ -50,7 +50,7 @@ async def log(ctx: ActionContext, params: LogInput) -> Nothing:
     return Nothing()
 
 
-@core.action(idempotent=True, timeout=timedelta(seconds=5), name="set")
+@core.action(idempotent=True, timeout=timedelta(seconds=5), name="set", pure=True)
 async def set_values(ctx: ActionContext, params: SetInput) -> SetOutput:
     """Return the given values as this step's output, to name computed values for later steps."""
     return SetOutput(values=params.values)

@@ -100,6 +100,13 @@ class Attempts:
             state = await ex.started(
                 key, inputs, attempt, defer=spec.idempotent and not ex.run.dry_run
             )
+            if ex.run.dry_run and spec.pure:  # nothing to plan: compute it, as a live run would
+                try:
+                    output = await self._call(spec, inputs, key, timeout.total_seconds(), attempt)
+                except AttemptFailed as failure:
+                    await self._fail(key, failure.error, attempt=attempt)
+                await ex.succeeded(key, output, attempt=attempt, data={"dry_run": True})
+                return
             if ex.run.dry_run:
                 output = placeholder_output(spec.output_schema, f"steps.{key}.output")
                 target = inputs.get(spec.target_field) if spec.target_field else None

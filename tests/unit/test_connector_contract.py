@@ -242,6 +242,7 @@ def test_describe_holds_what_soar_connectors_prints() -> None:
         "target_field": "dn",
         "cache_ttl_seconds": 300.0,
         "verify": False,
+        "pure": False,
     }
     assert described["input_schema"] == AccountRef.model_json_schema()
     assert described["output_schema"] == AccountState.model_json_schema()

@@ -657,6 +657,30 @@ steps:
     ]
 
 
+async def test_a_dry_run_computes_pure_steps_so_later_steps_see_their_values(
+    world: World,
+) -> None:
+    loaded = world.load(
+        HEAD
+        + """
+steps:
+  - id: names
+    action: core.set
+    with: {values: {host: "web-{{ 1 + 1 }}"}}
+  - id: act
+    action: fx.do
+    with: {name: "isolate {{ steps.names.output.values.host }}"}
+"""
+    )
+    seen: list[object] = []
+    world.engine.observe(lambda executor, _: seen.append(executor))
+    run_id = await world.engine.start_run(loaded, dry_run=True)
+    assert (await world.engine.wait_run(run_id)).status is RunStatus.COMPLETED
+    assert world.effects.calls == {}
+    effects = seen[0].effects  # type: ignore[attr-defined]
+    assert [(e["action"], e["inputs"]) for e in effects] == [("fx.do", {"name": "isolate web-2"})]
+
+
 async def test_a_cron_playbook_starts_on_schedule(world: World) -> None:
     world.load("""
 id: nightly
