@@ -130,7 +130,7 @@ async def _serve(root: Path, started: Future[ConsoleServer]) -> None:
             await engine.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServer]:
     """The real API on 127.0.0.1 over an engine with the playbooks of tests/browser/playbooks."""
     root = tmp_path_factory.mktemp("console")
@@ -161,7 +161,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
 # -- the browser ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     if sync_playwright is None:
         unavailable("the playwright package is not installed (pip install -e '.[dev]')")
@@ -169,7 +169,7 @@ def playwright() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """Debian's Chromium (`apt-get install chromium`, see .ci/install-chromium), headless."""
     executable = shutil.which("chromium")
