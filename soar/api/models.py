@@ -88,6 +88,47 @@ class SavedVersion(BaseModel):
     id: str
     version: int
     digest: str
+    live: bool = False
+    """Whether saving made it the stable version (the playbook's first saved version)."""
+
+
+class VersionOut(BaseModel):
+    """A saved version with its current share of the matching alerts and its mode."""
+
+    version: int
+    digest: str
+    author: str
+    created_at: datetime
+    share: int
+    mode: Literal["live", "dry_run"]
+    stable: bool
+
+
+class VersionList(BaseModel):
+    id: str
+    versions: list[VersionOut]
+
+
+class RolloutRequest(Strict):
+    version: int = Field(ge=1, le=MAX_SEQ, strict=True)
+    share: int = Field(ge=0, le=100, strict=True)
+    mode: Literal["live", "dry_run"] = "live"
+
+
+class RolloutOut(BaseModel):
+    """A rollout record written: a version's share and mode from `at` on."""
+
+    version: int
+    share: int
+    mode: Literal["live", "dry_run"]
+    actor: str
+    at: datetime
+
+
+class RolledOut(BaseModel):
+    id: str
+    records: list[RolloutOut]
+    versions: list[VersionOut]
 
 
 class DiagnosticOut(BaseModel):

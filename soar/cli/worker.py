@@ -172,6 +172,7 @@ def engine_for(
         limits=settings.limits,
         worker=settings.worker_name,
         lease_ttl=settings.lease_ttl,
+        save_files=True,  # the playbooks directory's files become stored versions
     )
 
 

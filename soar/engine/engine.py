@@ -38,7 +38,10 @@ from soar.engine.clock import Clock, SystemClock
 from soar.engine.evidence import ENGINE, Evidence
 from soar.engine.executor import RunExecutor
 from soar.engine.guards import Guards
+from soar.engine.rollout import Choice, canaries, choose, current_state, dry_runs, stable_version
+from soar.engine.rollout import bucket_of as rollout_bucket
 from soar.engine.scope import jsonable, render
+from soar.engine.versions import loaded_from, read_version, save_version
 from soar.errors import (
     AccessDenied,
     ApprovalChanged,
@@ -61,7 +64,17 @@ from soar.models.run import (
 )
 from soar.playbook.graph import StepNode
 from soar.playbook.validate import LoadedPlaybook
-from soar.store.base import INBOX_KINDS, Change, Heartbeat, InboxItem, Lease, RunSnapshot, Store
+from soar.store.base import (
+    INBOX_KINDS,
+    Change,
+    Heartbeat,
+    InboxItem,
+    Lease,
+    PlaybookVersion,
+    Rollout,
+    RunSnapshot,
+    Store,
+)
 from soar.telemetry.metrics import NO_INSTRUMENTS, Instruments
 from soar.telemetry.tracing import (
     ALERT_ID,
@@ -104,15 +117,24 @@ class Engine:
         lease_ttl: float = 15.0,
         limits: Mapping[str, ConnectorLimits] | None = None,
         inbox_interval: float = 0.5,
+        rollout_interval: float = 2.0,
+        save_files: bool = False,
     ) -> None:
         """`worker` names this engine in leases and logs (its id adds host, pid and a random
         part); a worker whose heartbeat is `lease_ttl` seconds old is dead to the others. Every
         `inbox_interval` seconds (real time) a live engine carries out the requests recorded for
-        the runs it holds (see `request`)."""
+        the runs it holds (see `request`).
+
+        `playbooks` start as the stable versions of their playbooks. A started engine also
+        loads the versions of those playbooks kept in the store and follows their rollouts,
+        reading them again every `rollout_interval` seconds (real time); with `save_files`
+        it first saves each of `playbooks` the store lacks as a version (see `start`)."""
         if lease_ttl <= 0:
             raise ValueError("lease_ttl must be positive")
         if inbox_interval <= 0:
             raise ValueError("inbox_interval must be positive")
+        if rollout_interval <= 0:
+            raise ValueError("rollout_interval must be positive")
         self.store = store
         self.registry = registry
         self.clock: Clock = clock or SystemClock()
@@ -127,6 +149,14 @@ class Engine:
         self._new_id = new_id or (lambda: uuid.uuid4().hex)
         self.playbooks: dict[str, LoadedPlaybook] = {}
         self.versions: dict[str, LoadedPlaybook] = {}
+        self._numbered: dict[tuple[str, int], LoadedPlaybook] = {}
+        self._files: dict[str, str] = {}
+        self.rollouts: dict[str, dict[int, Rollout]] = {}
+        """Per playbook with a rollout in the store, its current state (see `rollout`)."""
+        self._rollouts_seen: tuple[int, Rollout | None] = (0, None)
+        self.rollout_interval = rollout_interval
+        self.save_files = save_files
+        self._rollout_task: asyncio.Task[None] | None = None
         for loaded in playbooks:
             self.add_playbook(loaded)
         self.executors: dict[str, RunExecutor] = {}
@@ -156,9 +186,25 @@ class Engine:
     # -- set-up --------------------------------------------------------------------------------
 
     def add_playbook(self, loaded: LoadedPlaybook) -> None:
-        """Make a playbook version startable; runs of older versions keep their own."""
+        """Make a playbook version the one new alerts start (until the store's rollout of the
+        playbook says otherwise); runs of older versions keep their own."""
         self.playbooks[loaded.playbook.id] = loaded
+        self._files.setdefault(loaded.playbook.id, loaded.file)
+        self.add_version(loaded)
+
+    def add_version(self, loaded: LoadedPlaybook) -> None:
+        """Make a version known here (its runs can be driven, a rollout can start it) without
+        making it the one new alerts start."""
         self.versions[loaded.digest] = loaded
+        self._numbered[(loaded.playbook.id, loaded.playbook.version)] = loaded
+
+    def version(self, playbook_id: str, version: int) -> LoadedPlaybook | None:
+        """A version of a playbook known here, or None."""
+        return self._numbered.get((playbook_id, version))
+
+    def playbook_file(self, playbook_id: str) -> str | None:
+        """The file a playbook was loaded from here, if it was."""
+        return self._files.get(playbook_id)
 
     @property
     def has_schedules(self) -> bool:
@@ -179,6 +225,11 @@ class Engine:
         """
         self._taking_over = True
         await self._ensure_alive()
+        if self.save_files:
+            await self._save_files()
+        await self.refresh_rollouts()
+        if self._rollout_task is None:
+            self._rollout_task = asyncio.create_task(self._watch_rollouts(), name="soar-rollouts")
         resumed = await self._take_over()
         if cron and any(p.playbook.trigger.cron for p in self.playbooks.values()):
             self._cron = asyncio.create_task(self._cron_loop(), name="soar-cron")
@@ -218,12 +269,12 @@ class Engine:
         """Stop driving runs, and give up their leases so that another worker (or this one,
         started again) takes them over at once. Nothing is lost: every run resumes from the
         store."""
-        for background in (self._cron, self._leases, self._inbox):
+        for background in (self._cron, self._leases, self._inbox, self._rollout_task):
             if background is not None:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
-        self._cron = self._leases = self._inbox = None
+        self._cron = self._leases = self._inbox = self._rollout_task = None
         self._taking_over = False
         tasks = list(self._tasks)
         for task in tasks:
@@ -412,27 +463,45 @@ class Engine:
     async def _submit(self, alert: Alert, ref: TraceRef, origin: str | None) -> list[str]:
         variables = {"alert": alert.context()}
         touched = []
-        for loaded in list(self.playbooks.values()):
-            playbook = loaded.playbook
-            expression = loaded.expressions.get(("trigger", "match"))
-            if not playbook.enabled or expression is None or playbook.trigger.event is not None:
-                continue
-            try:
-                if not expression.evaluate(variables, clock=self.clock.now):
+        for playbook_id, reference in list(self.playbooks.items()):
+            choice = self._choose(playbook_id, reference, alert, variables)
+            if choice.live is not None:
+                live = self._numbered.get((playbook_id, choice.live), reference)
+                run_id = await self._submit_to(live, alert, ref, origin, variables)
+                if run_id is not None:
+                    touched.append(run_id)
+            for version in choice.dry_runs:
+                shadow = self._numbered.get((playbook_id, version))
+                if shadow is None:
                     continue
-            except EvaluationError as exc:
-                _log.info(
-                    "%s: trigger does not apply to alert %s: %s", playbook.id, alert.id, exc.message
-                )
-                continue
-            run_id = None if origin is None else origin_run_id(origin, playbook.id)
-            if run_id is not None and await self.store.has_run(run_id):
-                touched.append(run_id)  # delivered before: its run was recorded then
-                continue
-            dedup = playbook.trigger.dedup
-            if dedup is None:
-                touched.append(await self._start_once(loaded, alert, ref, run_id))
-                continue
+                run_id = await self._submit_to(shadow, alert, ref, origin, variables, shadow=True)
+                if run_id is not None:
+                    touched.append(run_id)
+        return touched
+
+    def _choose(
+        self,
+        playbook_id: str,
+        reference: LoadedPlaybook,
+        alert: Alert,
+        variables: dict[str, Any],
+    ) -> Choice:
+        """Which versions of a playbook this alert starts (see `rollout.choose`)."""
+        state = self.rollouts.get(playbook_id)
+        if not state:
+            return Choice(reference.playbook.version)
+        if not canaries(state) and not dry_runs(state):  # no alert needs its bucket
+            return Choice(stable_version(state))
+        return choose(state, self.bucket_of(reference, alert, variables))
+
+    def bucket_of(
+        self, loaded: LoadedPlaybook, alert: Alert, variables: dict[str, Any] | None = None
+    ) -> int:
+        """The rollout bucket of `alert` for `loaded`'s playbook: from its dedup key rendered
+        for the alert, else the alert's id. The same alert is always in the same bucket."""
+        dedup = loaded.playbook.trigger.dedup
+        key = alert.id
+        if dedup is not None:
             try:
                 key = str(
                     jsonable(
@@ -440,61 +509,116 @@ class Engine:
                             loaded,
                             ("trigger", "dedup", "key"),
                             dedup.key,
-                            variables,
+                            variables or {"alert": alert.context()},
                             self.clock.now,
                         )
                     )
                 )
-            except EvaluationError as exc:  # the alert matched: it runs, on its own
-                _log.warning(
-                    "%s: no dedup key for alert %s (%s): it starts a run of its own",
-                    playbook.id,
-                    alert.id,
-                    exc.message,
-                )
-                touched.append(await self._start_once(loaded, alert, ref, run_id))
-                continue
-            now = self.clock.now()
-            delivered = None if origin is None else f"{_DELIVERED}{origin}"
-            if delivered is not None:
-                joined = await self.store.find_dedup(playbook.id, delivered, now)
-                if joined is not None:  # delivered before, and joined this run then
-                    touched.append(joined)
-                    continue
-            joined = await self.store.find_dedup(playbook.id, key, now)
-            if joined is not None:
-                marker = (
-                    None
-                    if delivered is None
-                    else DedupEntry(playbook.id, delivered, joined, now + dedup.window)
-                )
-                await self.attach(joined, alert.model_dump(mode="json"), marker=marker)
-                touched.append(joined)
-            else:
-                expires = self.clock.now() + dedup.window
-                try:
-                    run_id = await self.start_run(
+            except EvaluationError:
+                key = alert.id
+        return rollout_bucket(loaded.playbook.id, key)
+
+    async def _submit_to(
+        self,
+        loaded: LoadedPlaybook,
+        alert: Alert,
+        ref: TraceRef,
+        origin: str | None,
+        variables: dict[str, Any],
+        *,
+        shadow: bool = False,
+    ) -> str | None:
+        """Start (or join) the run of one version for a matching alert; None when its trigger
+        does not match. A `shadow` runs as a dry run, with run ids and dedup keys of its own."""
+        playbook = loaded.playbook
+        expression = loaded.expressions.get(("trigger", "match"))
+        if not playbook.enabled or expression is None or playbook.trigger.event is not None:
+            return None
+        try:
+            if not expression.evaluate(variables, clock=self.clock.now):
+                return None
+        except EvaluationError as exc:
+            _log.info(
+                "%s: trigger does not apply to alert %s: %s", playbook.id, alert.id, exc.message
+            )
+            return None
+        space = f"{_SHADOW}v{playbook.version}/" if shadow else ""
+        run_id = None if origin is None else origin_run_id(f"{space}{origin}", playbook.id)
+        if run_id is not None and await self.store.has_run(run_id):
+            return run_id  # delivered before: its run was recorded then
+        dedup = playbook.trigger.dedup
+        if dedup is None:
+            return await self._start_once(loaded, alert, ref, run_id, dry_run=shadow)
+        try:
+            key = space + str(
+                jsonable(
+                    render(
                         loaded,
-                        alert=alert,
-                        trigger=TriggerKind.ALERT,
-                        dedup=(key, expires),
-                        trace_parent=ref,
-                        run_id=run_id,
+                        ("trigger", "dedup", "key"),
+                        dedup.key,
+                        variables,
+                        self.clock.now,
                     )
-                except LeaseLost:  # delivered to another worker too, which recorded it first
-                    if run_id is None:
-                        raise
-                touched.append(run_id)
-        return touched
+                )
+            )
+        except EvaluationError as exc:  # the alert matched: it runs, on its own
+            _log.warning(
+                "%s: no dedup key for alert %s (%s): it starts a run of its own",
+                playbook.id,
+                alert.id,
+                exc.message,
+            )
+            return await self._start_once(loaded, alert, ref, run_id, dry_run=shadow)
+        now = self.clock.now()
+        delivered = None if origin is None else f"{_DELIVERED}{space}{origin}"
+        if delivered is not None:
+            joined = await self.store.find_dedup(playbook.id, delivered, now)
+            if joined is not None:  # delivered before, and joined this run then
+                return joined
+        joined = await self.store.find_dedup(playbook.id, key, now)
+        if joined is not None:
+            marker = (
+                None
+                if delivered is None
+                else DedupEntry(playbook.id, delivered, joined, now + dedup.window)
+            )
+            await self.attach(joined, alert.model_dump(mode="json"), marker=marker)
+            return joined
+        expires = self.clock.now() + dedup.window
+        try:
+            return await self.start_run(
+                loaded,
+                alert=alert,
+                trigger=TriggerKind.ALERT,
+                dry_run=shadow,
+                dedup=(key, expires),
+                trace_parent=ref,
+                run_id=run_id,
+            )
+        except LeaseLost:  # delivered to another worker too, which recorded it first
+            if run_id is None:
+                raise
+            return run_id
 
     async def _start_once(
-        self, loaded: LoadedPlaybook, alert: Alert, ref: TraceRef, run_id: str | None
+        self,
+        loaded: LoadedPlaybook,
+        alert: Alert,
+        ref: TraceRef,
+        run_id: str | None,
+        *,
+        dry_run: bool = False,
     ) -> str:
         """Start an alert's run; with an id derived from its delivery, one that another worker
         recorded first counts as started."""
         try:
             return await self.start_run(
-                loaded, alert=alert, trigger=TriggerKind.ALERT, trace_parent=ref, run_id=run_id
+                loaded,
+                alert=alert,
+                trigger=TriggerKind.ALERT,
+                dry_run=dry_run,
+                trace_parent=ref,
+                run_id=run_id,
             )
         except LeaseLost:  # delivered to another worker too, which recorded it first
             if run_id is None:
@@ -1046,6 +1170,100 @@ class Engine:
         for follow, _ in follow_ups:  # recorded with their leases in the run's last write
             await self._spawn(RunSnapshot(run=follow, steps={}, alerts=[], timers=[], last_seq=1))
 
+    # -- versions and rollouts -----------------------------------------------------------------
+
+    async def refresh_rollouts(self) -> bool:
+        """Read the store's rollouts again; when they changed, load the versions they name and
+        make each playbook's stable version the one `playbooks` holds. Only playbooks loaded
+        here are followed. Returns whether anything changed.
+
+        Raises:
+            StoreError: the store cannot be read.
+        """
+        history = await self.store.rollouts()
+        seen = (len(history), history[-1] if history else None)
+        if seen == self._rollouts_seen:
+            return False
+        self._rollouts_seen = seen
+        state = {p: s for p, s in current_state(history).items() if p in self.playbooks}
+        wanted = {(p, v) for p, versions in state.items() for v, r in versions.items() if r.share}
+        missing = {p for p, v in wanted if (p, v) not in self._numbered}
+        for playbook_id in sorted(missing):
+            for stored in await self.store.playbook_versions(playbook_id):
+                if (playbook_id, stored.version) not in self._numbered:
+                    self._load_stored(stored)
+        for playbook_id, versions in state.items():
+            for version, record in versions.items():
+                if record.share and (playbook_id, version) not in self._numbered:
+                    _log.error(
+                        "%s v%d has %d %% (%s) but is not loaded here: its alerts go to v%d",
+                        playbook_id,
+                        version,
+                        record.share,
+                        record.mode,
+                        self.playbooks[playbook_id].playbook.version,
+                    )
+            stable = stable_version(versions)
+            live = [v for v, _ in canaries(versions)]
+            for candidate in ([stable] if stable is not None else []) + live[::-1]:
+                loaded = self._numbered.get((playbook_id, candidate))
+                if loaded is not None:
+                    self.playbooks[playbook_id] = loaded
+                    break
+        self.rollouts = state
+        return True
+
+    def _load_stored(self, stored: PlaybookVersion) -> LoadedPlaybook | None:
+        file = (
+            self._files.get(stored.playbook_id) or f"store:{stored.playbook_id}/v{stored.version}"
+        )
+        known = {p.playbook.id: p.playbook for p in self.playbooks.values()}
+        loaded = loaded_from(stored, self.registry, file=file, known=known)
+        if loaded is not None:
+            self.add_version(loaded)
+        return loaded
+
+    async def _watch_rollouts(self) -> None:
+        while True:
+            await asyncio.sleep(self.rollout_interval)
+            try:
+                if await self.refresh_rollouts():
+                    _log.info("rollouts changed: %s", self._rollout_summary())
+            except StoreError as exc:
+                _log.warning("cannot read the rollouts: %s", exc)
+
+    def _rollout_summary(self) -> str:
+        return "; ".join(
+            f"{p} "
+            + ", ".join(f"v{v} {r.share}% {r.mode}" for v, r in sorted(s.items()) if r.share)
+            for p, s in sorted(self.rollouts.items())
+        )
+
+    async def _save_files(self) -> None:
+        """Save each playbook loaded from a file as a version when the store lacks it (author
+        `file:<path>`). A file newer than every saved version of its playbook is promoted, as
+        a file deployed was before versions were kept; another version number's file is
+        saved and waits for a rollout. A file whose version is saved with another digest is
+        refused (logged): versions are immutable."""
+        for loaded in list(self.playbooks.values()):
+            if await self.store.playbook_version(loaded.digest) is not None:
+                continue
+            version = read_version(loaded, author=f"file:{loaded.file}", at=self.clock.now())
+            if version is None:
+                continue
+            saved = await self.store.playbook_versions(loaded.playbook.id)
+            newest = saved[-1] if saved else None
+            try:
+                await save_version(
+                    self.store,
+                    self.evidence,
+                    version,
+                    previous=None if newest is None else (newest.version, newest.digest),
+                    go_live=newest is None or version.version > newest.version,
+                )
+            except ConflictError as exc:
+                _log.error("%s: not saved: %s", loaded.file, exc)
+
     # -- leases ------------------------------------------------------------------------------
 
     async def _ensure_alive(self) -> None:
@@ -1215,6 +1433,9 @@ class Engine:
     ) -> RunExecutor:
         """Drive a run this engine holds the lease of, with fencing token `token`."""
         loaded = self.versions.get(snapshot.run.playbook_digest)
+        if loaded is None and creation is None:  # a version saved elsewhere, perhaps
+            stored = await self.store.playbook_version(snapshot.run.playbook_digest)
+            loaded = None if stored is None else self._load_stored(stored)
         if loaded is None:  # never continue a run with another version than the one it began
             other = self.playbooks.get(snapshot.run.playbook_id)
             if other is not None:
@@ -1453,6 +1674,10 @@ def origin_run_id(origin: str, playbook_id: str) -> str:
     random run ids are, the same on every delivery of that alert."""
     return hashlib.sha256(f"{origin}\x00{playbook_id}".encode()).hexdigest()[:32]
 
+
+_SHADOW = "soar.dry_run/"
+"""The prefix of a dry-run version's run-id origins and dedup keys: a shadow of the live
+choice dedups and is delivered on its own."""
 
 _DELIVERED = "soar.delivered/"
 """The dedup key prefix that remembers which run a delivered alert joined, for as long as the

@@ -16,7 +16,16 @@ from soar.errors import ConfigError
 from soar.lazy import lazy_names
 
 if TYPE_CHECKING:
-    from soar.store.base import ApiToken, Change, InboxItem, RunFilter, RunSnapshot, Store
+    from soar.store.base import (
+        ApiToken,
+        Change,
+        InboxItem,
+        PlaybookVersion,
+        Rollout,
+        RunFilter,
+        RunSnapshot,
+        Store,
+    )
     from soar.store.memory import MemoryStore
     from soar.store.probe import RawLimits, raw_sqlite_limits
     from soar.store.sqlite import SqliteStore
@@ -25,6 +34,8 @@ _HOMES = {
     "ApiToken": "soar.store.base",
     "Change": "soar.store.base",
     "InboxItem": "soar.store.base",
+    "PlaybookVersion": "soar.store.base",
+    "Rollout": "soar.store.base",
     "RunFilter": "soar.store.base",
     "RunSnapshot": "soar.store.base",
     "Store": "soar.store.base",
@@ -40,7 +51,9 @@ __all__ = [
     "Change",
     "InboxItem",
     "MemoryStore",
+    "PlaybookVersion",
     "RawLimits",
+    "Rollout",
     "RunFilter",
     "RunSnapshot",
     "SqliteStore",

@@ -61,6 +61,39 @@ class ApiToken:
     revoked_at: datetime | None = None
 
 
+ROLLOUT_MODES: Final = ("live", "dry_run")
+"""How a rolled-out version runs: `live` (its runs act) or `dry_run` (a shadow beside the live
+choice: its runs plan and call nothing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybookVersion:
+    """One saved version of a playbook: immutable once stored. `digest` is the hash of
+    `source` (`LoadedPlaybook.digest`), `author` who saved it (`file:<path>` for a file the
+    engine found in its playbooks directory)."""
+
+    playbook_id: str
+    version: int
+    digest: str
+    source: str
+    author: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """A version's share of its playbook's matching alerts from `at` on: `share` percent
+    (0..100) in `mode` (one of `ROLLOUT_MODES`), set by `actor`. Rollouts are a history: the
+    last record of each (playbook, version) is its current state."""
+
+    playbook_id: str
+    version: int
+    share: int
+    mode: str
+    actor: str
+    at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class Lease:
     """Take a run's lease: written only if the run's fencing token is still `expect` (0 when
@@ -120,6 +153,12 @@ class Change:
     tokens: list[ApiToken] = field(default_factory=list)
     """API tokens, upserted by id (a revocation is the token written again with `revoked_at`).
     Two tokens with one digest are a ConflictError."""
+    playbook_versions: list[PlaybookVersion] = field(default_factory=list)
+    """Versions saved. Never updated: the same digest again is a no-op; another digest for a
+    recorded (playbook_id, version) is a ConflictError."""
+    rollouts: list[Rollout] = field(default_factory=list)
+    """Rollout records appended, in order (a share outside 0..100 or an unknown mode is a
+    StoreError). The store does not judge them: `soar.engine.rollout` does."""
 
     def is_empty(self) -> bool:
         return not (
@@ -141,6 +180,8 @@ class Change:
             or self.inbox_done
             or self.close_inbox
             or self.tokens
+            or self.playbook_versions
+            or self.rollouts
         )
 
 
@@ -241,6 +282,16 @@ class Store(Protocol):
 
     async def api_tokens(self) -> list[ApiToken]:
         """Every token, revoked ones too, oldest first."""
+
+    async def playbook_versions(self, playbook_id: str | None = None) -> list[PlaybookVersion]:
+        """The saved versions of one playbook (every playbook's with None), by playbook id
+        then version."""
+
+    async def playbook_version(self, digest: str) -> PlaybookVersion | None:
+        """The saved version with this digest, or None."""
+
+    async def rollouts(self, playbook_id: str | None = None) -> list[Rollout]:
+        """The rollout history of one playbook (every playbook's with None), oldest first."""
 
     async def close(self) -> None:
         """Finish pending writes and release the backend."""

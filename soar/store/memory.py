@@ -13,7 +13,16 @@ from soar.errors import ConflictError, StoreError
 from soar.models.audit import ZERO_HASH, AuditFilter, AuditRecord, StoredCheckpoint, seal
 from soar.models.run import Run, RunStatus, Timer, Transition
 from soar.store import rows
-from soar.store.base import ApiToken, Change, Heartbeat, InboxItem, RunFilter, RunSnapshot
+from soar.store.base import (
+    ApiToken,
+    Change,
+    Heartbeat,
+    InboxItem,
+    PlaybookVersion,
+    Rollout,
+    RunFilter,
+    RunSnapshot,
+)
 
 _TERMINAL = frozenset(s.value for s in RunStatus if s.is_terminal)
 
@@ -36,6 +45,8 @@ class MemoryStore:
         self._inbox: dict[str, rows.InboxRow] = {}
         """Every item, in the order recorded (dicts keep it)."""
         self._tokens: dict[str, rows.TokenRow] = {}
+        self._versions: dict[tuple[str, int], rows.VersionRow] = {}
+        self._rollouts: list[rows.RolloutRow] = []
         self._closed = False
 
     async def apply(self, change: Change) -> None:
@@ -67,6 +78,7 @@ class MemoryStore:
                 raise ConflictError(f"a checkpoint at tree size {checkpoint[0]} already exists")
         self._check_inbox(encoded)
         self._check_tokens(encoded.tokens)
+        self._check_versions(encoded.versions)
         for run_id, owner, token, _ in taken:
             self._leases[run_id] = (owner, token)
         for worker, expires in encoded.heartbeats:
@@ -105,6 +117,23 @@ class MemoryStore:
                     self._inbox[item_id] = (*item[:6], close[1], close[2])
         for api_token in encoded.tokens:
             self._tokens[api_token[0]] = api_token
+        for version in encoded.versions:
+            self._versions.setdefault((version[0], version[1]), version)
+        self._rollouts.extend(encoded.rollouts)
+
+    def _check_versions(self, versions: Sequence[rows.VersionRow]) -> None:
+        """Refuse the change (ConflictError) for a version saved before with another digest,
+        or another version with a digest saved before."""
+        digests = {v[2]: k for k, v in self._versions.items()}
+        saved = {k: v[2] for k, v in self._versions.items()}
+        for version in versions:
+            key = (version[0], version[1])
+            refusal = rows.conflicting_version(version, saved.get(key))
+            if refusal is not None:
+                raise ConflictError(refusal)
+            if digests.get(version[2], key) != key:
+                raise ConflictError(f"a version with the digest {version[2][:19]} is saved")
+            saved[key], digests[version[2]] = version[2], key
 
     def _check_inbox(self, encoded: rows.EncodedChange) -> None:
         """Refuse the change (ConflictError) for a request to a run that is not recorded or has
@@ -294,6 +323,29 @@ class MemoryStore:
         self._check_open()
         ordered = sorted(self._tokens.values(), key=lambda t: (t[4], t[0]))
         return [rows.token_from(t) for t in ordered]
+
+    async def playbook_versions(self, playbook_id: str | None = None) -> list[PlaybookVersion]:
+        self._check_open()
+        return [
+            rows.version_from(self._versions[key])
+            for key in sorted(self._versions)
+            if playbook_id is None or key[0] == playbook_id
+        ]
+
+    async def playbook_version(self, digest: str) -> PlaybookVersion | None:
+        self._check_open()
+        for version in self._versions.values():
+            if version[2] == digest:
+                return rows.version_from(version)
+        return None
+
+    async def rollouts(self, playbook_id: str | None = None) -> list[Rollout]:
+        self._check_open()
+        return [
+            rows.rollout_from(r)
+            for r in self._rollouts
+            if playbook_id is None or r[0] == playbook_id
+        ]
 
     async def close(self) -> None:
         self._closed = True

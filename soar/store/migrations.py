@@ -185,7 +185,41 @@ _INBOX_AND_TOKENS: Final = (
     """,
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_RUNS, _AUDIT, _LEASES, _INBOX_AND_TOKENS)
+_PLAYBOOK_VERSIONS: Final = (
+    # Every saved version of a playbook, never updated nor deleted, and the rollout history:
+    # the last record of each (playbook_id, version) is its current share (`seq` orders them).
+    """
+    CREATE TABLE playbook_versions (
+        playbook_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        digest TEXT NOT NULL UNIQUE,
+        source TEXT NOT NULL,
+        author TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (playbook_id, version)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE rollouts (
+        seq INTEGER PRIMARY KEY,
+        playbook_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        share INTEGER NOT NULL CHECK (share BETWEEN 0 AND 100),
+        mode TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        at INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX rollouts_playbook ON rollouts (playbook_id, seq)",
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    _RUNS,
+    _AUDIT,
+    _LEASES,
+    _INBOX_AND_TOKENS,
+    _PLAYBOOK_VERSIONS,
+)
 """Migration i (1-based) brings a database from user_version i-1 to i."""
 
 

@@ -22,7 +22,16 @@ from soar.errors import ConfigError, StoreError
 from soar.models.audit import AuditFilter, AuditRecord, StoredCheckpoint
 from soar.models.run import Run, RunStatus, Timer, Transition
 from soar.store import rows
-from soar.store.base import ApiToken, Change, Heartbeat, InboxItem, RunFilter, RunSnapshot
+from soar.store.base import (
+    ApiToken,
+    Change,
+    Heartbeat,
+    InboxItem,
+    PlaybookVersion,
+    Rollout,
+    RunFilter,
+    RunSnapshot,
+)
 from soar.store.postgres_migrations import migrate
 from soar.store.postgres_writer import (
     AUDIT_HEAD,
@@ -32,11 +41,13 @@ from soar.store.postgres_writer import (
 from soar.store.rows import (
     AUDIT_COLUMNS,
     INBOX_COLUMNS,
+    ROLLOUT_COLUMNS,
     RUN_COLUMNS,
     STEP_COLUMNS,
     TIMER_COLUMNS,
     TOKEN_COLUMNS,
     TRANSITION_COLUMNS,
+    VERSION_COLUMNS,
 )
 
 _Pending: TypeAlias = tuple[rows.EncodedChange, asyncio.Future[None]]
@@ -363,6 +374,30 @@ class PostgresStore:
     async def api_tokens(self) -> list[ApiToken]:
         sql = f"SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, id"  # noqa: S608
         return [rows.token_from(r) for r in await self._fetch(sql)]
+
+    # -- playbook versions ---------------------------------------------------------------
+
+    async def playbook_versions(self, playbook_id: str | None = None) -> list[PlaybookVersion]:
+        if playbook_id is None:
+            sql = f"SELECT {VERSION_COLUMNS} FROM playbook_versions ORDER BY playbook_id, version"  # noqa: S608
+            return [rows.version_from(r) for r in await self._fetch(sql)]
+        sql = (
+            f"SELECT {VERSION_COLUMNS} FROM playbook_versions WHERE playbook_id = $1 "  # noqa: S608
+            "ORDER BY version"
+        )
+        return [rows.version_from(r) for r in await self._fetch(sql, playbook_id)]
+
+    async def playbook_version(self, digest: str) -> PlaybookVersion | None:
+        sql = f"SELECT {VERSION_COLUMNS} FROM playbook_versions WHERE digest = $1"  # noqa: S608
+        found = await self._fetch(sql, digest)
+        return rows.version_from(found[0]) if found else None
+
+    async def rollouts(self, playbook_id: str | None = None) -> list[Rollout]:
+        if playbook_id is None:
+            sql = f"SELECT {ROLLOUT_COLUMNS} FROM rollouts ORDER BY seq"  # noqa: S608
+            return [rows.rollout_from(r) for r in await self._fetch(sql)]
+        sql = f"SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE playbook_id = $1 ORDER BY seq"  # noqa: S608
+        return [rows.rollout_from(r) for r in await self._fetch(sql, playbook_id)]
 
     # -- lifetime ------------------------------------------------------------------------
 

@@ -200,7 +200,40 @@ _INBOX_AND_TOKENS: Final = (
     """,
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA, _LEASES, _INBOX_AND_TOKENS)
+_PLAYBOOK_VERSIONS: Final = (
+    # Every saved version of a playbook, never updated nor deleted, and the rollout history:
+    # the last record of each (playbook_id, version) is its current share (`seq` orders them).
+    """
+    CREATE TABLE playbook_versions (
+        playbook_id text COLLATE "C" NOT NULL,
+        version bigint NOT NULL,
+        digest text NOT NULL UNIQUE,
+        source text NOT NULL,
+        author text NOT NULL,
+        created_at bigint NOT NULL,
+        PRIMARY KEY (playbook_id, version)
+    )
+    """,
+    """
+    CREATE TABLE rollouts (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        playbook_id text NOT NULL,
+        version bigint NOT NULL,
+        share integer NOT NULL CHECK (share BETWEEN 0 AND 100),
+        mode text NOT NULL,
+        actor text NOT NULL,
+        at bigint NOT NULL
+    )
+    """,
+    "CREATE INDEX rollouts_playbook ON rollouts (playbook_id, seq)",
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    _SCHEMA,
+    _LEASES,
+    _INBOX_AND_TOKENS,
+    _PLAYBOOK_VERSIONS,
+)
 """Migration i (1-based) brings a database from schema version i-1 to i."""
 
 _VERSION_TABLE: Final = """

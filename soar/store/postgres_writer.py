@@ -20,11 +20,13 @@ from soar.store import rows
 from soar.store.rows import (
     AUDIT_COLUMNS,
     INBOX_COLUMNS,
+    ROLLOUT_COLUMNS,
     RUN_COLUMNS,
     STEP_COLUMNS,
     TIMER_COLUMNS,
     TOKEN_COLUMNS,
     TRANSITION_COLUMNS,
+    VERSION_COLUMNS,
 )
 
 _Outcome = BaseException | None
@@ -83,6 +85,13 @@ _CLOSE_INBOX: Final = (
     "UPDATE inbox SET done_at = $2, outcome = $3 WHERE run_id = $1 AND done_at IS NULL"
 )
 _UPSERT_TOKEN: Final = _upsert("api_tokens", TOKEN_COLUMNS, ["id"])
+_INSERT_VERSION: Final = (
+    _insert("playbook_versions", VERSION_COLUMNS) + " ON CONFLICT (playbook_id, version) DO NOTHING"
+)
+_VERSION_DIGEST: Final = (
+    "SELECT digest FROM playbook_versions WHERE playbook_id = $1 AND version = $2"
+)
+_INSERT_ROLLOUT: Final = _insert("rollouts", ROLLOUT_COLUMNS)
 # The row lock every appender queues on, held until its transaction ends.
 _LOCK_HEAD: Final = f"{AUDIT_HEAD} FOR UPDATE"
 _MOVE_HEAD: Final = "UPDATE audit_head SET seq = $1, hash = $2"
@@ -249,6 +258,28 @@ async def write(connection: asyncpg.Connection, changes: list[rows.EncodedChange
     tokens = [t for c in changes for t in c.tokens]
     if tokens:
         await connection.executemany(_UPSERT_TOKEN, tokens)
+    await _write_versions(connection, changes)
+
+
+async def _write_versions(
+    connection: asyncpg.Connection, changes: list[rows.EncodedChange]
+) -> None:
+    """Save versions (a version saved before with the same digest is left as it is) and
+    append rollout records in order.
+
+    Raises:
+        ConflictError: a version saved before with another digest.
+    """
+    for change in changes:
+        for version in change.versions:
+            await connection.execute(_INSERT_VERSION, *version)
+            recorded = await connection.fetchval(_VERSION_DIGEST, version[0], version[1])
+            refusal = rows.conflicting_version(version, recorded)
+            if refusal is not None:
+                raise ConflictError(refusal)
+    rollouts = [r for c in changes for r in c.rollouts]
+    if rollouts:
+        await connection.executemany(_INSERT_ROLLOUT, rollouts)
 
 
 def _runs_to_lock(changes: list[rows.EncodedChange]) -> list[str]:

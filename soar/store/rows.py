@@ -30,7 +30,7 @@ from soar.models.run import (
     TransitionKind,
     TriggerKind,
 )
-from soar.store.base import ApiToken, Change, InboxItem
+from soar.store.base import ROLLOUT_MODES, ApiToken, Change, InboxItem, PlaybookVersion, Rollout
 
 if TYPE_CHECKING:
     from pydantic import JsonValue
@@ -120,6 +120,8 @@ InboxRow: TypeAlias = tuple[str, str, str, str | None, str, int, int | None, str
 DoneRow: TypeAlias = tuple[str, int, str | None]
 """An inbox item done (its id), or every pending item of a run (the run's id): when, outcome."""
 TokenRow: TypeAlias = tuple[str, str, str, str, int, str, int | None]
+VersionRow: TypeAlias = tuple[str, int, str, str, str, int]
+RolloutRow: TypeAlias = tuple[str, int, int, str, str, int]
 
 
 # The columns of each row tuple above, in order: what every backend writes them into.
@@ -138,6 +140,8 @@ AUDIT_COLUMNS: Final = (
 )
 INBOX_COLUMNS: Final = "id, run_id, kind, body, actor, at, done_at, outcome"
 TOKEN_COLUMNS: Final = "id, name, role, digest, created_at, created_by, revoked_at"  # noqa: S105
+VERSION_COLUMNS: Final = "playbook_id, version, digest, source, author, created_at"
+ROLLOUT_COLUMNS: Final = "playbook_id, version, share, mode, actor, at"
 
 
 def to_micros(moment: datetime) -> int:
@@ -453,6 +457,68 @@ def token_from(row: tuple[Any, ...]) -> ApiToken:
     )
 
 
+def version_row(version: PlaybookVersion) -> VersionRow:
+    return (
+        version.playbook_id,
+        version.version,
+        version.digest,
+        version.source,
+        version.author,
+        to_micros(version.created_at),
+    )
+
+
+def version_from(row: tuple[Any, ...]) -> PlaybookVersion:
+    return PlaybookVersion(
+        playbook_id=row[0],
+        version=int(row[1]),
+        digest=row[2],
+        source=row[3],
+        author=row[4],
+        created_at=from_micros(row[5]),
+    )
+
+
+def rollout_row(rollout: Rollout) -> RolloutRow:
+    """Refuses (StoreError) a share outside 0..100 or a mode not in `ROLLOUT_MODES`."""
+    if not 0 <= rollout.share <= 100:
+        raise StoreError(f"a rollout share is 0..100, not {rollout.share}")
+    if rollout.mode not in ROLLOUT_MODES:
+        raise StoreError(
+            f"a rollout mode is one of {', '.join(ROLLOUT_MODES)}, not {rollout.mode!r}"
+        )
+    return (
+        rollout.playbook_id,
+        rollout.version,
+        rollout.share,
+        rollout.mode,
+        rollout.actor,
+        to_micros(rollout.at),
+    )
+
+
+def rollout_from(row: tuple[Any, ...]) -> Rollout:
+    return Rollout(
+        playbook_id=row[0],
+        version=int(row[1]),
+        share=int(row[2]),
+        mode=row[3],
+        actor=row[4],
+        at=from_micros(row[5]),
+    )
+
+
+def conflicting_version(row: VersionRow, recorded_digest: str | None) -> str | None:
+    """Why `row` cannot be saved when its (playbook_id, version) holds `recorded_digest`
+    (None: not recorded), or None when it can (or is already, the same digest)."""
+    if recorded_digest is None or recorded_digest == row[2]:
+        return None
+    return (
+        f"version {row[1]} of playbook {row[0]} is already saved with another digest "
+        f"({recorded_digest[:19]}): versions are immutable, raise `version`"
+    )
+
+
 def not_open_for_requests(run_id: str, status: str | None) -> str | None:
     """Why a request cannot be recorded for a run in `status` (None: not recorded), or None
     when it can."""
@@ -492,6 +558,8 @@ class EncodedChange(NamedTuple):
     close_inbox: Sequence[DoneRow] = ()
     """Written after `inbox` and `inbox_done`: items recorded in the same change are closed too."""
     tokens: Sequence[TokenRow] = ()
+    versions: Sequence[VersionRow] = ()
+    rollouts: Sequence[RolloutRow] = ()
 
 
 def encode(change: Change) -> EncodedChange:
@@ -519,6 +587,8 @@ def encode(change: Change) -> EncodedChange:
         [done_row(d) for d in change.inbox_done] if change.inbox_done else (),
         [done_row(c) for c in change.close_inbox] if change.close_inbox else (),
         [token_row(t) for t in change.tokens] if change.tokens else (),
+        [version_row(v) for v in change.playbook_versions] if change.playbook_versions else (),
+        [rollout_row(r) for r in change.rollouts] if change.rollouts else (),
     )
 
 

@@ -31,15 +31,26 @@ from soar.errors import ConfigError, StoreError
 from soar.models.audit import ZERO_HASH, AuditFilter, AuditRecord, StoredCheckpoint
 from soar.models.run import Run, RunStatus, Timer, Transition
 from soar.store import rows
-from soar.store.base import ApiToken, Change, Heartbeat, InboxItem, RunFilter, RunSnapshot
+from soar.store.base import (
+    ApiToken,
+    Change,
+    Heartbeat,
+    InboxItem,
+    PlaybookVersion,
+    Rollout,
+    RunFilter,
+    RunSnapshot,
+)
 from soar.store.rows import (
     AUDIT_COLUMNS,
     INBOX_COLUMNS,
+    ROLLOUT_COLUMNS,
     RUN_COLUMNS,
     STEP_COLUMNS,
     TIMER_COLUMNS,
     TOKEN_COLUMNS,
     TRANSITION_COLUMNS,
+    VERSION_COLUMNS,
 )
 from soar.store.sqlite_writer import (
     AUDIT_HEAD,
@@ -376,6 +387,31 @@ class SqliteStore:
     async def api_tokens(self) -> list[ApiToken]:
         sql = f"SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, id"  # noqa: S608
         return await self._read(lambda c: [rows.token_from(r) for r in c.execute(sql)])
+
+    # -- playbook versions ---------------------------------------------------------------
+
+    async def playbook_versions(self, playbook_id: str | None = None) -> list[PlaybookVersion]:
+        where = "" if playbook_id is None else "WHERE playbook_id = ?"
+        sql = (
+            f"SELECT {VERSION_COLUMNS} FROM playbook_versions {where} ORDER BY playbook_id, version"  # noqa: S608
+        )
+        params = () if playbook_id is None else (playbook_id,)
+        return await self._read(lambda c: [rows.version_from(r) for r in c.execute(sql, params)])
+
+    async def playbook_version(self, digest: str) -> PlaybookVersion | None:
+        sql = f"SELECT {VERSION_COLUMNS} FROM playbook_versions WHERE digest = ?"  # noqa: S608
+
+        def work(c: sqlite3.Connection) -> PlaybookVersion | None:
+            row = c.execute(sql, (digest,)).fetchone()
+            return None if row is None else rows.version_from(row)
+
+        return await self._read(work)
+
+    async def rollouts(self, playbook_id: str | None = None) -> list[Rollout]:
+        where = "" if playbook_id is None else "WHERE playbook_id = ?"
+        sql = f"SELECT {ROLLOUT_COLUMNS} FROM rollouts {where} ORDER BY seq"  # noqa: S608
+        params = () if playbook_id is None else (playbook_id,)
+        return await self._read(lambda c: [rows.rollout_from(r) for r in c.execute(sql, params)])
 
     # -- lifetime ------------------------------------------------------------------------
 

@@ -37,11 +37,13 @@ from soar.store.migrations import migrate
 from soar.store.rows import (
     AUDIT_COLUMNS,
     INBOX_COLUMNS,
+    ROLLOUT_COLUMNS,
     RUN_COLUMNS,
     STEP_COLUMNS,
     TIMER_COLUMNS,
     TOKEN_COLUMNS,
     TRANSITION_COLUMNS,
+    VERSION_COLUMNS,
 )
 
 _Head = tuple[int, str]
@@ -86,6 +88,14 @@ _CLOSE_INBOX: Final = (
     "UPDATE inbox SET done_at = ?, outcome = ? WHERE run_id = ? AND done_at IS NULL"
 )
 _UPSERT_TOKEN: Final = _upsert("api_tokens", TOKEN_COLUMNS.split(", "), ["id"])
+_INSERT_VERSION: Final = (
+    f"INSERT INTO playbook_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "  # noqa: S608
+    "ON CONFLICT (playbook_id, version) DO NOTHING"
+)
+_VERSION_DIGEST: Final = (
+    "SELECT digest FROM playbook_versions WHERE playbook_id = ? AND version = ?"
+)
+_INSERT_ROLLOUT: Final = f"INSERT INTO rollouts ({ROLLOUT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"  # noqa: S608
 
 
 def connect(path: str, synchronous: str) -> sqlite3.Connection:
@@ -252,7 +262,27 @@ def _write(
     tokens = [t for c in changes for t in c.tokens]
     if tokens:
         _many(connection, _UPSERT_TOKEN, tokens)
+    _write_versions(connection, changes)
     return head
+
+
+def _write_versions(connection: sqlite3.Connection, changes: list[rows.EncodedChange]) -> None:
+    """Save versions (a version saved before with the same digest is left as it is) and
+    append rollout records in order.
+
+    Raises:
+        ConflictError: a version saved before with another digest.
+    """
+    for change in changes:
+        for version in change.versions:
+            connection.execute(_INSERT_VERSION, version)
+            recorded = connection.execute(_VERSION_DIGEST, version[:2]).fetchone()
+            refusal = rows.conflicting_version(version, None if recorded is None else recorded[0])
+            if refusal is not None:
+                raise ConflictError(refusal)
+    rollouts = [r for c in changes for r in c.rollouts]
+    if rollouts:
+        connection.executemany(_INSERT_ROLLOUT, rollouts)
 
 
 def _write_inbox(connection: sqlite3.Connection, changes: list[rows.EncodedChange]) -> None:

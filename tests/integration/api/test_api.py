@@ -247,12 +247,13 @@ async def test_a_draft_is_validated_with_positions_and_dry_run(api: ApiUnderTest
         assert {s["key"] for s in run["steps"]} == {"ask", "isolate"}
 
 
-async def test_a_new_version_is_saved_loaded_and_audited(api: ApiUnderTest) -> None:
+async def test_a_new_version_is_saved_and_audited_but_not_rolled_out(api: ApiUnderTest) -> None:
     path = api.services.playbooks_dir / "quick" / "playbook.yaml"
-    newer = path.read_text().replace("version: 1", "version: 2")
+    older = path.read_text()
+    newer = older.replace("version: 1", "version: 2")
     async with Client(api, Role.AUTHOR) as client:
         status, body = await client.call(
-            "POST", "/api/v1/playbooks/quick/versions", {"source": path.read_text()}
+            "POST", "/api/v1/playbooks/quick/versions", {"source": older}
         )
         assert (status, body["error"]["code"]) == (409, "version_exists")
         status, body = await client.call(
@@ -262,13 +263,105 @@ async def test_a_new_version_is_saved_loaded_and_audited(api: ApiUnderTest) -> N
         status, saved = await client.call(
             "POST", "/api/v1/playbooks/quick/versions", {"source": newer}
         )
-        assert (status, saved["version"]) == (201, 2)
+        assert (status, saved["version"], saved["live"]) == (201, 2, False)
         status, listed = await client.call("GET", "/api/v1/playbooks/quick")
-    assert (listed["version"], listed["digest"]) == (2, saved["digest"])
-    assert path.read_text() == newer
+        assert (listed["version"], listed["source"]) == (1, older)  # still the stable one
+        status, versions = await client.call("GET", "/api/v1/playbooks/quick/versions")
+    assert status == 200
+    assert [
+        (v["version"], v["share"], v["mode"], v["stable"], v["author"])
+        for v in versions["versions"]
+    ] == [(1, 100, "live", True, f"file:{path}"), (2, 0, "live", False, "api:author")]
+    assert versions["versions"][1]["digest"] == saved["digest"]
+    assert path.read_text() == newer  # the file is written too
     changed = await api.services.store.query_audit(AuditFilter(kind="playbook.changed", limit=5))
     assert [json.loads(r.event.body)["previous_version"] for r in changed] == [1]
     assert changed[0].event.actor == "api:author"
+
+
+async def test_a_new_playbook_is_live_at_once(api: ApiUnderTest) -> None:
+    source = (api.services.playbooks_dir / "quick" / "playbook.yaml").read_text()
+    fresh = source.replace("id: quick", "id: fresh")
+    async with Client(api, Role.AUTHOR) as client:
+        status, saved = await client.call(
+            "POST", "/api/v1/playbooks/fresh/versions", {"source": fresh}
+        )
+        assert (status, saved["live"]) == (201, True)
+        status, listed = await client.call("GET", "/api/v1/playbooks/fresh")
+    assert (status, listed["version"], listed["source"]) == (200, 1, fresh)
+    created = await api.services.store.query_audit(AuditFilter(kind="playbook.created"))
+    assert [r.event.actor for r in created] == ["api:author"]
+
+
+async def test_a_version_is_rolled_out_promoted_and_refused_beyond_the_rules(
+    api: ApiUnderTest,
+) -> None:
+    source = (api.services.playbooks_dir / "quick" / "playbook.yaml").read_text()
+    async with Client(api, Role.AUTHOR) as client:
+        for version in (2, 3):
+            text = source.replace("version: 1", f"version: {version}")
+            status, _ = await client.call(
+                "POST", "/api/v1/playbooks/quick/versions", {"source": text}
+            )
+            assert status == 201
+        rollout = "/api/v1/playbooks/quick/rollout"
+        status, body = await client.call("POST", rollout, {"version": 2, "share": 60})
+        assert status == 200, body
+        assert [(r["version"], r["share"], r["mode"]) for r in body["records"]] == [(2, 60, "live")]
+        status, body = await client.call("POST", rollout, {"version": 3, "share": 50})
+        assert (status, body["error"]["code"]) == (409, "rollout_refused")
+        status, body = await client.call("POST", rollout, {"version": 9, "share": 5})
+        assert (status, body["error"]["code"]) == (409, "rollout_refused")
+        status, body = await client.call(
+            "POST", rollout, {"version": 3, "share": 100, "mode": "dry_run"}
+        )
+        assert status == 200, body
+        status, body = await client.call("POST", rollout, {"version": 2, "share": 100})
+        assert status == 200, body
+        assert [(r["version"], r["share"]) for r in body["records"]] == [(2, 100), (1, 0)]
+        assert [(v["version"], v["share"], v["mode"]) for v in body["versions"]] == [
+            (1, 0, "live"),
+            (2, 100, "live"),
+            (3, 100, "dry_run"),
+        ]
+        status, body = await client.call("POST", rollout, {"version": 2, "share": 101})
+        assert (status, body["error"]["code"]) == (422, "invalid_body")
+        status, listed = await client.call("GET", "/api/v1/playbooks/quick")
+        assert listed["version"] == 2
+        status, _ = await client.call(
+            "POST", "/api/v1/playbooks/nothing/rollout", {"version": 1, "share": 5}
+        )
+        assert status == 404
+    async with Client(api, Role.INGEST) as ingest:
+        status, body = await ingest.call(
+            "POST", "/api/v1/alerts", {**ALERT, "id": "low-1", "severity": "low"}
+        )
+    assert status == 202, body
+    (accepted,) = body["accepted"]
+    runs = [await api.services.store.load_run(r) for r in accepted["runs"]]
+    assert sorted((r.run.playbook_version, r.run.dry_run) for r in runs if r) == [
+        (2, False),
+        (3, True),
+    ]
+    rolled = await api.services.store.query_audit(AuditFilter(kind="playbook.rolled_out"))
+    assert [
+        (json.loads(r.event.body)["version"], json.loads(r.event.body)["share"], r.event.actor)
+        for r in rolled
+    ] == [
+        (1, 100, "file:" + str(api.services.playbooks_dir / "quick" / "playbook.yaml")),
+        (2, 60, "api:author"),
+        (3, 100, "api:author"),
+        (2, 100, "api:author"),
+        (1, 0, "api:author"),
+    ]
+
+
+async def test_versions_of_an_unknown_playbook_are_not_found(api: ApiUnderTest) -> None:
+    async with Client(api, Role.AUDITOR) as client:
+        status, body = await client.call("GET", "/api/v1/playbooks/nothing/versions")
+        assert (status, body["error"]["code"]) == (404, "not_found")
+        status, body = await client.call("GET", "/api/v1/playbooks/gated/versions")
+        assert (status, body["versions"]) == (200, [])
 
 
 async def test_the_audit_log_is_queried_verified_and_exported(api: ApiUnderTest) -> None:

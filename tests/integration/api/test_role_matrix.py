@@ -31,6 +31,8 @@ MATRIX: dict[str, set[Role] | None] = {
     "POST /api/v1/playbooks/validate": {A, W},
     "POST /api/v1/playbooks/dry-run": {A, W},
     "POST /api/v1/playbooks/{playbook_id}/versions": {A, W},
+    "GET /api/v1/playbooks/{playbook_id}/versions": READERS,
+    "POST /api/v1/playbooks/{playbook_id}/rollout": {A, W},
     "GET /api/v1/runs": READERS,
     "GET /api/v1/runs/{run_id}": READERS,
     "POST /api/v1/runs/{run_id}/abort": {A, R},
