@@ -15,6 +15,7 @@ from soar.cli.bench import bench
 from soar.cli.connectors import connectors
 from soar.cli.keys import keys
 from soar.cli.lab import lab
+from soar.cli.playbooks import playbooks
 from soar.cli.run import run_command
 from soar.cli.runs import runs
 from soar.cli.secrets import secrets
@@ -42,6 +43,7 @@ def cli(config: Path | None) -> None:
 
 
 cli.add_command(validate)
+cli.add_command(playbooks)
 cli.add_command(alert)
 cli.add_command(connectors)
 cli.add_command(lab)
