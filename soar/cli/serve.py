@@ -42,7 +42,7 @@ def serve_command(host: str | None, port: int | None, with_worker: bool) -> None
 
 async def _serve(settings: Settings, host: str, port: int, with_worker: bool) -> None:
     stop = stop_on_signals()
-    async with started_engine(settings, stop, serve_metrics=False) as started:
+    async with started_engine(settings, stop, metrics_on_api=True) as started:
         if started is None:
             return
         try:

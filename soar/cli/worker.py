@@ -49,7 +49,7 @@ def worker_command() -> None:
 
 async def _work(settings: Settings) -> None:
     stop = stop_on_signals()
-    async with started_engine(settings, stop, serve_metrics=True) as started:
+    async with started_engine(settings, stop, metrics_on_api=False) as started:
         if started is None:
             return
         engine = started.engine
@@ -92,7 +92,7 @@ class Started:
 
 @contextlib.asynccontextmanager
 async def started_engine(
-    settings: Settings, stop: asyncio.Event, *, serve_metrics: bool
+    settings: Settings, stop: asyncio.Event, *, metrics_on_api: bool
 ) -> AsyncIterator[Started | None]:
     """The configured engine on its store, started (unfinished runs taken over, cron on), with
     its checkpointer, metrics and tracing; all stopped on the way out. None when `stop` was set
@@ -100,7 +100,7 @@ async def started_engine(
     registry = load_registry()
     loaded = load_playbooks(settings, registry)
     secrets = secrets_or_exit(settings)
-    metrics = metrics_for(settings)
+    metrics = metrics_for(settings, always=metrics_on_api)
     tracing = tracing_for(settings)
     async with contextlib.AsyncExitStack() as stack:
         store = await until_up(
@@ -113,7 +113,7 @@ async def started_engine(
         checkpointer = optional_checkpointer(settings, store)
         if checkpointer is not None:
             checkpointer.start()
-        port = metrics.serve() if serve_metrics else None
+        port = None if metrics_on_api else metrics.serve()  # the API serves them itself
         if port is not None:
             telemetry = settings.telemetry
             _log.info("metrics on http://%s:%d/metrics", telemetry.metrics_host, port)
@@ -140,12 +140,13 @@ def load_playbooks(settings: Settings, registry: Registry) -> list[LoadedPlayboo
     return [r.loaded for r in results if r.loaded is not None]
 
 
-def metrics_for(settings: Settings) -> Metrics:
+def metrics_for(settings: Settings, *, always: bool = False) -> Metrics:
+    """The configured metrics; `always` records them whatever `telemetry.metrics` says (the
+    API serves them at /metrics)."""
     telemetry = settings.telemetry
+    exporter = "prometheus" if always else telemetry.metrics
     return configure_metrics(
-        MetricsSettings(
-            exporter=telemetry.metrics, host=telemetry.metrics_host, port=telemetry.metrics_port
-        )
+        MetricsSettings(exporter=exporter, host=telemetry.metrics_host, port=telemetry.metrics_port)
     )
 
 

@@ -91,6 +91,9 @@ def test_serve_answers_with_a_token_from_the_cli_and_stops_on_sigterm(tmp_path: 
                     break
                 time.sleep(0.05)
             assert detail["run"]["status"] == "completed"  # type: ignore[index]
+            with urllib.request.urlopen(url + "/metrics", timeout=10) as response:  # noqa: S310
+                exposition = response.read().decode()
+            assert 'soar_steps_total{outcome="succeeded",playbook="note-every-alert"' in exposition
             server.send_signal(signal.SIGTERM)
             assert server.wait(timeout=20) == 0, log.read_text()
         finally:
