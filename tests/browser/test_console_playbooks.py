@@ -134,10 +134,23 @@ def test_a_new_version_is_saved_only_with_a_higher_version(page, login, console_
     page.get_by_test_id("save-version").click()
     expect(page.get_by_test_id("save-error")).to_contain_text("raise `version`")
 
-    editor.fill(source.replace("version: 1", "version: 2"))
+    newer = source.replace("version: 1", "version: 2")
+    editor.fill(newer)
     page.get_by_test_id("save-version").click()
-    expect(page.get_by_test_id("save-ok")).to_contain_text("version 2")
-    expect(page.get_by_role("heading", level=1)).to_contain_text("v2")
+    saved = page.get_by_test_id("save-ok")
+    expect(saved).to_contain_text("version 2; not live yet")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("v1")  # the live one
+    assert editor.input_value() == newer  # the saved draft stays in the editor
+    status, body = console_server.request("GET", "/playbooks/note-alert/versions")
+    assert status == 200
+    assert {v["version"]: v["share"] for v in body["versions"]} == {1: 100, 2: 0}
+    status, _ = console_server.request(
+        "POST",
+        "/playbooks/note-alert/rollout",
+        role=Role.AUTHOR,
+        body={"version": 2, "share": 100, "mode": "live"},
+    )
+    assert status == 200
     status, body = console_server.request("GET", "/playbooks/note-alert")
     assert (status, body["version"]) == (200, 2)
 

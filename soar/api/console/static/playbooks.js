@@ -156,9 +156,17 @@ function renderEditor(root, { can, notify, navigate }, id) {
       const result = await api.post(`/playbooks/${encodeURIComponent(target)}/versions`, { source: editor.value });
       drafts.delete(draftKey);
       notify(`Saved ${result.id} v${result.version} (${result.digest.slice(0, 12)}…).`, "ok");
-      if (id) {
-        replace(saveFeedback, message("ok", `Saved version ${result.version}.`, "save-ok"));
+      if (id && result.live) {
+        replace(saveFeedback, message("ok", `Saved version ${result.version}; it is live.`, "save-ok"));
         await loadPlaybook();
+      } else if (id) {
+        // a new version of a live playbook starts nothing until it is rolled out: keep it here
+        const rollout = `soar playbooks rollout ${result.id} --version ${result.version} --share 10`;
+        replace(saveFeedback, message(
+          "ok",
+          `Saved version ${result.version}; not live yet. Roll it out to a share of the alerts (${rollout}) or promote it.`,
+          "save-ok",
+        ));
       } else {
         navigate("playbooks", result.id);
       }
