@@ -10,7 +10,7 @@ import pytest
 from soar.connectors.registry import load_registry
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ["edr", "forensics", "http", "ldap", "metrics", "notify", "ticket"]
+SHIPPED = ["edr", "forensics", "http", "ldap", "metrics", "notify", "ssh", "ticket"]
 
 
 def test_every_package_under_connectors_is_installed_and_registered() -> None:
