@@ -15,7 +15,7 @@ from pydantic import JsonValue, ValidationError
 
 from soar.errors import AlertRejected, RejectionCode
 from soar.ingest.limits import Limits
-from soar.ingest.mappings import MAPPINGS, detect_format
+from soar.ingest.mappings import GROUP_MAPPINGS, MAPPINGS, detect_format
 from soar.ingest.mappings.document import json_kind
 from soar.models.alert import Alert, AlertFormat
 
@@ -34,7 +34,9 @@ def normalize(
     """Read one message as one alert (a JSON object) or a batch (a JSON array of objects).
 
     `format` None detects each alert's format from its content. A batch is all or nothing: if
-    any element is refused the whole message is, with `index` naming the element.
+    any element is refused the whole message is, with `index` naming the element. An object of a
+    group format (an Alertmanager notification) is one alert per member of its group, and counts
+    as that many towards `max_batch`.
 
     Raises:
         AlertRejected: the only exception raised; its `code` says why, `field` names the
@@ -45,7 +47,7 @@ def normalize(
     _check_depth(text, limits)
     value = _parse(text)
     if isinstance(value, dict):
-        return [_map(value, format, None)]
+        return _counted(_map(value, format, None), limits)
     if isinstance(value, list):
         if not value:
             raise AlertRejected(RejectionCode.EMPTY_BATCH, "an empty array carries no alert")
@@ -54,7 +56,10 @@ def normalize(
                 RejectionCode.BATCH_TOO_LARGE,
                 f"a batch of {len(value)} alerts is over the limit of {limits.max_batch}",
             )
-        return [_map(item, format, index) for index, item in enumerate(value)]
+        return _counted(
+            [alert for index, item in enumerate(value) for alert in _map(item, format, index)],
+            limits,
+        )
     raise AlertRejected(
         RejectionCode.NOT_AN_OBJECT,
         f"the message is a JSON {json_kind(value)}, not an object or an array of objects",
@@ -148,7 +153,16 @@ def _float(text: str) -> float:
     return number
 
 
-def _map(item: JsonValue, format: AlertFormat | None, index: int | None) -> Alert:
+def _counted(alerts: list[Alert], limits: Limits) -> list[Alert]:
+    if len(alerts) > limits.max_batch:
+        raise AlertRejected(
+            RejectionCode.BATCH_TOO_LARGE,
+            f"a batch of {len(alerts)} alerts is over the limit of {limits.max_batch}",
+        )
+    return alerts
+
+
+def _map(item: JsonValue, format: AlertFormat | None, index: int | None) -> list[Alert]:
     where = "" if index is None else f"alert {index}: "
     if not isinstance(item, dict):
         raise AlertRejected(
@@ -157,7 +171,9 @@ def _map(item: JsonValue, format: AlertFormat | None, index: int | None) -> Aler
             index=index,
         )
     try:
-        return MAPPINGS[format or detect_format(item)](item)
+        chosen = format or detect_format(item)
+        group = GROUP_MAPPINGS.get(chosen)
+        return group(item) if group is not None else [MAPPINGS[chosen](item)]
     except AlertRejected as exc:
         raise AlertRejected(exc.code, where + exc.message, field=exc.field, index=index) from None
     except ValidationError as exc:

@@ -17,6 +17,7 @@ class AlertFormat(StrEnum):
     ECS = "ecs"
     SPLUNK = "splunk"
     GENERIC = "generic"
+    ALERTMANAGER = "alertmanager"
 
 
 class AlertStatus(StrEnum):

@@ -2,13 +2,15 @@
 
 Checked in order; the first match wins: OCSF (`class_uid`), Elastic (`kibana.alert.*` or
 `signal.*` in any nesting, bare or inside an Elasticsearch hit's `_source`), Splunk (`_raw`,
-`search_name`, `event_id` with `urgency`, or a `{"result": {...}}` search-result wrapper), then
-the generic form (`title` and `severity`).
+`search_name`, `event_id` with `urgency`, or a `{"result": {...}}` search-result wrapper),
+Alertmanager (a webhook notification: `version`, `groupKey` and an `alerts` list), then the
+generic form (`title` and `severity`).
 """
 
 from __future__ import annotations
 
 from soar.errors import AlertRejected, RejectionCode
+from soar.ingest.mappings.alertmanager import is_alertmanager
 from soar.ingest.mappings.document import JsonObject, has_prefix
 from soar.models.alert import AlertFormat
 
@@ -28,12 +30,15 @@ def detect_format(raw: JsonObject) -> AlertFormat:
         return AlertFormat.ECS
     if is_splunk(raw):
         return AlertFormat.SPLUNK
+    if is_alertmanager(raw):
+        return AlertFormat.ALERTMANAGER
     if "title" in raw and "severity" in raw:
         return AlertFormat.GENERIC
     raise AlertRejected(
         RejectionCode.UNKNOWN_FORMAT,
         "not OCSF (class_uid), Elastic (kibana.alert.*, signal.*), Splunk (_raw, search_name, "
-        "event_id+urgency, result) or the generic form (title, severity)",
+        "event_id+urgency, result), Alertmanager (version, groupKey, alerts) or the generic form "
+        "(title, severity)",
     )
 
 
