@@ -23,7 +23,9 @@ def runner() -> CliRunner:
 def test_validate_exits_0_on_the_shipped_playbooks(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["validate", str(REPO / "playbooks")])
     assert result.exit_code == 0, result.output
-    assert "2 playbook file(s) checked, 0 with problems, 0 problem(s)" in result.output
+    shipped = len(list((REPO / "playbooks").glob("*/playbook.yaml")))
+    assert shipped >= 3
+    assert f"{shipped} playbook file(s) checked, 0 with problems, 0 problem(s)" in result.output
 
 
 def test_validate_exits_1_and_prints_positions(runner: CliRunner) -> None:
