@@ -21,7 +21,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -63,7 +63,7 @@ from soar.models.run import (
     TriggerKind,
 )
 from soar.playbook.graph import StepNode
-from soar.playbook.validate import LoadedPlaybook
+from soar.playbook.validate import LoadedPlaybook, connectors_of
 from soar.store.base import (
     INBOX_KINDS,
     Change,
@@ -90,6 +90,7 @@ from soar.telemetry.tracing import (
 
 _log = logging.getLogger("soar.engine")
 Observer = Callable[[RunExecutor, list[Transition]], None]
+AlertListener = Callable[[Alert, list[str]], None]
 _CLAIM_BATCH = 100
 _INBOX_BATCH = 100
 _OK: dict[str, JsonValue] = {"ok": True}
@@ -119,6 +120,7 @@ class Engine:
         inbox_interval: float = 0.5,
         rollout_interval: float = 2.0,
         save_files: bool = False,
+        offline: Collection[str] = (),
     ) -> None:
         """`worker` names this engine in leases and logs (its id adds host, pid and a random
         part); a worker whose heartbeat is `lease_ttl` seconds old is dead to the others. Every
@@ -128,7 +130,11 @@ class Engine:
         `playbooks` start as the stable versions of their playbooks. A started engine also
         loads the versions of those playbooks kept in the store and follows their rollouts,
         reading them again every `rollout_interval` seconds (real time); with `save_files`
-        it first saves each of `playbooks` the store lacks as a version (see `start`)."""
+        it first saves each of `playbooks` the store lacks as a version (see `start`).
+
+        `offline` names connectors with no system behind them here (the lab without slapd): a
+        run of a playbook that calls one starts as a dry run, which says plainly that nothing was
+        done, rather than failing at that step or recording a made-up outcome."""
         if lease_ttl <= 0:
             raise ValueError("lease_ttl must be positive")
         if inbox_interval <= 0:
@@ -164,6 +170,8 @@ class Engine:
         self._abandoned: set[asyncio.Future[Any]] = set()
         self._children: dict[str, list[asyncio.Future[Run]]] = {}
         self._observers: list[Observer] = []
+        self._alert_listeners: list[AlertListener] = []
+        self.offline = frozenset(offline)
         self._cron: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -210,6 +218,15 @@ class Engine:
     def has_schedules(self) -> bool:
         """Whether any loaded playbook starts on a cron schedule."""
         return any(p.playbook.trigger.cron for p in self.playbooks.values())
+
+    def on_alert(self, listener: AlertListener) -> None:
+        """Call `listener(alert, run_ids)` after every alert taken in, with the runs it started
+        or joined (progress displays)."""
+        self._alert_listeners.append(listener)
+
+    def is_offline(self, loaded: LoadedPlaybook) -> bool:
+        """Whether `loaded` calls a connector that is offline here (its runs are dry runs)."""
+        return bool(self.offline and connectors_of(loaded) & self.offline)
 
     def observe(self, observer: Observer) -> None:
         """Call `observer` after every durable write of every run (live timelines)."""
@@ -351,6 +368,9 @@ class Engine:
         trace_parent: TraceRef | None = None,
     ) -> RunExecutor:
         loaded = self.playbooks[playbook] if isinstance(playbook, str) else playbook
+        if not dry_run and self.is_offline(loaded):
+            _log.info("%s runs as a dry run: it calls %s", loaded.playbook.id, sorted(self.offline))
+            dry_run = True
         existing = None if run_id is None else self.executors.get(run_id)
         if existing is not None:  # the same delivery, again, while its run is being recorded
             await asyncio.shield(existing.created)
@@ -458,6 +478,8 @@ class Engine:
         )
         if event is not None:
             await self.store.apply(Change(audit=[event]))
+        for listener in self._alert_listeners:
+            listener(alert, touched)
         return touched
 
     async def _submit(self, alert: Alert, ref: TraceRef, origin: str | None) -> list[str]:

@@ -33,11 +33,10 @@ from soar.config import (
     Settings,
 )
 from soar.connectors.registry import Registry, load_registry
-from soar.engine import RunExecutor
+from soar.engine import Engine, RunExecutor
 from soar.engine.checkpointer import Checkpointer
 from soar.ingest.worker import Worker
 from soar.lab.broker import Broker, create_topic, start_broker, stop_broker, tansu_binary
-from soar.lab.engine import LabEngine
 from soar.lab.producer import Producer, Resolver, Send, direct_sender, kafka_sender
 from soar.lab.progress import Progress
 from soar.lab.report import Started, print_banner, print_summary
@@ -133,7 +132,7 @@ class _Lab:
         self.directory = directory
         self.say = say
         self.stop = asyncio.Event()
-        self.engine: LabEngine | None = None
+        self.engine: Engine | None = None
         self.progress = Progress(say, self._executor)
 
     async def run(self) -> int:
@@ -189,7 +188,7 @@ class _Lab:
         keyring = await _keyring(settings, store)
         metrics = configure_metrics("prometheus")
         stack.callback(metrics.shutdown)
-        engine = LabEngine(
+        engine = Engine(
             store,
             self.registry,
             loaded,
@@ -202,7 +201,7 @@ class _Lab:
         )
         self.engine = engine
         engine.observe(self.progress)
-        engine.alert_listeners.append(self.progress.on_alert)
+        engine.on_alert(self.progress.on_alert)
         checkpointer = Checkpointer(
             store, keyring, log_id=settings.audit.log_id, every=settings.audit.checkpoint_every
         )
@@ -234,7 +233,7 @@ class _Lab:
                 topic=ALERT_TOPIC,
                 wiring=wiring,
                 playbooks=[p.playbook.id for p in loaded],
-                dry=[p.playbook.id for p in loaded if engine.is_dry(p)],
+                dry=[p.playbook.id for p in loaded if engine.is_offline(p)],
                 url=api.url,
                 token=token,
                 token_file=token_file,

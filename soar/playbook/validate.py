@@ -38,6 +38,17 @@ class LoadedPlaybook:
     """Every path that has a template at or below it; anything else is a plain constant."""
 
 
+def connectors_of(loaded: LoadedPlaybook) -> set[str]:
+    """Every connector a playbook's steps, fallbacks, escalations and compensations call."""
+    used: set[str] = set()
+    for node in loaded.graph.nodes.values():
+        names = [node.step.action]
+        if node.step.compensate is not None:
+            names.append(node.step.compensate.action)
+        used.update(name.partition(".")[0] for name in names if name)
+    return used
+
+
 @dataclass(slots=True)
 class Validation:
     """What validating one file found."""

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 
 from soar.connectors.registry import load_registry
-from soar.lab.engine import connectors_used
 from soar.lab.producer import fresh_copy
 from soar.lab.shipped import Sample, check_shipped
-from soar.playbook.validate import validate_text
+from soar.playbook.validate import connectors_of, validate_text
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLES = check_shipped(ROOT / "playbooks", load_registry(), lambda _: None).samples
@@ -48,4 +47,4 @@ def test_the_connectors_a_playbook_calls_include_its_compensations() -> None:
     )
     result = validate_text(text, file="p.yaml", registry=load_registry())
     assert result.loaded is not None, [str(d) for d in result.diagnostics]
-    assert connectors_used(result.loaded) == {"ldap", "notify", "ticket"}
+    assert connectors_of(result.loaded) == {"ldap", "notify", "ticket"}

@@ -844,3 +844,37 @@ escalate:
     await world.clock.advance(timedelta(minutes=30))
     assert (await world.engine.wait_run(run_id)).status is RunStatus.COMPLETED
     assert world.effects.order == []  # the rung never fired
+
+
+async def test_a_playbook_calling_an_offline_connector_runs_as_a_dry_run(world: World) -> None:
+    """The lab without slapd: `offline` connectors make their playbooks' runs dry runs; the
+    others run for real, and every alert taken in is told to the listeners."""
+    offline = Engine(world.store, world.registry, [], clock=world.clock, offline=["fx"])
+    uses_fx = world.load(
+        HEAD.replace("id: p", "id: uses-fx").replace("manual: true", "match: 'true'")
+        + """
+steps:
+  - {id: act, action: fx.do, with: {name: acted}}
+"""
+    )
+    core_only = world.load(
+        HEAD.replace("id: p", "id: core-only").replace("manual: true", "match: 'true'")
+        + """
+steps:
+  - {id: note, action: core.log, with: {message: noted}}
+"""
+    )
+    offline.add_playbook(uses_fx)
+    offline.add_playbook(core_only)
+    heard: list[tuple[str, int]] = []
+    offline.on_alert(lambda alert, runs: heard.append((alert.id, len(runs))))
+    (alert,) = normalize(json.dumps({"id": "a-1", "title": "t", "severity": "low", "time": 0}))
+    run_ids = await offline.submit_alert(alert)
+    runs = {(await offline.wait_run(r)).playbook_id: await offline.wait_run(r) for r in run_ids}
+    assert runs["uses-fx"].dry_run is True
+    assert runs["core-only"].dry_run is False
+    assert world.effects.calls == {}  # fx was never called
+    assert heard == [("a-1", 2)]
+    assert offline.is_offline(uses_fx)
+    assert not offline.is_offline(core_only)
+    await offline.stop()
