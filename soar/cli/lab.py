@@ -55,6 +55,12 @@ from soar.lab import LabOptions, check_shipped, default_playbooks_dir, run_lab
     help="Start no directory server even where slapd is installed (LDAP runs become dry runs).",
 )
 @click.option(
+    "--fire-cron",
+    is_flag=True,
+    help="Start every cron playbook once right after start (the monthly server check, for the "
+    "demo) instead of waiting for its schedule.",
+)
+@click.option(
     "--check",
     is_flag=True,
     help="Only check what ships (playbooks validate, samples normalise) and exit; start nothing.",
@@ -74,6 +80,7 @@ def lab(
     timeout: float,
     resolve_after: float,
     no_ldap: bool,
+    fire_cron: bool,
     check: bool,
     playbooks_dir: Path | None,
 ) -> None:
@@ -91,5 +98,6 @@ def lab(
         timeout=timeout,
         resolve_after=resolve_after,
         ldap=not no_ldap,
+        fire_cron=fire_cron,
     )
     raise SystemExit(run_lab(options, click.echo))

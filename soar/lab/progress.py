@@ -209,6 +209,15 @@ class Progress:
                     return False
         return True
 
+    def runs_settled(self, run_ids: list[str]) -> bool:
+        """Whether each of these runs (started by the lab itself) has ended or waits for
+        people only."""
+        for run_id in run_ids:
+            view = self.runs.get(run_id)
+            if view is None or not view.settled:
+                return False
+        return True
+
     def counts(self) -> Counter[str]:
         return Counter(view.outcome for view in self.runs.values())
 
