@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,9 @@ def fresh_copy(sample: Sample, round_: int) -> tuple[bytes, tuple[Alert, ...]]:
     `soar_lab_copy` field that changes the content. The original, when that fails."""
     document = json.loads(sample.data)
     items = document if isinstance(document, list) else [document]
+    if sample.alerts and sample.alerts[0].format == "alertmanager":
+        _fire_again(items, round_)
+        items = []
     for item, alert in zip(items, sample.alerts, strict=False):
         if not isinstance(item, dict):
             continue
@@ -84,6 +88,20 @@ def fresh_copy(sample: Sample, round_: int) -> tuple[bytes, tuple[Alert, ...]]:
     if {a.id for a in alerts} & {a.id for a in sample.alerts}:
         return sample.data, sample.alerts
     return data, alerts
+
+
+def _fire_again(notifications: list[JsonValue], round_: int) -> None:
+    """Alertmanager's alert id is its fingerprint and `startsAt`: the same alert firing again
+    later is a new alert, so each round's copy starts `round_` hours later."""
+    for notification in notifications:
+        alerts = notification.get("alerts") if isinstance(notification, dict) else None
+        for alert in alerts if isinstance(alerts, list) else []:
+            starts = alert.get("startsAt") if isinstance(alert, dict) else None
+            if not isinstance(alert, dict) or not isinstance(starts, str):
+                continue
+            with contextlib.suppress(ValueError):
+                moved = datetime.fromisoformat(starts) + timedelta(hours=round_)
+                alert["startsAt"] = moved.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _replace_text(value: JsonValue, old: str, new: str) -> JsonValue:
