@@ -289,8 +289,12 @@ class Engine:
         for background in (self._cron, self._leases, self._inbox, self._rollout_task):
             if background is not None:
                 background.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                try:
                     await background
+                except asyncio.CancelledError:
+                    pass
+                except Exception:  # a loop that died of a bug: said, and the stop goes on
+                    _log.exception("%s had failed", background.get_name())
         self._cron = self._leases = self._inbox = self._rollout_task = None
         self._taking_over = False
         tasks = list(self._tasks)
@@ -1253,6 +1257,8 @@ class Engine:
                     _log.info("rollouts changed: %s", self._rollout_summary())
             except StoreError as exc:
                 _log.warning("cannot read the rollouts: %s", exc)
+            except Exception:  # a bug must not end the following of rollouts for good
+                _log.exception("following the rollouts failed; trying again")
 
     def _rollout_summary(self) -> str:
         return "; ".join(

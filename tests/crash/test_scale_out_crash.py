@@ -177,7 +177,8 @@ async def test_killed_workers_and_restarted_servers_lose_nothing_and_repeat_noth
 
             done = await until(url, ALERTS, fleet, seconds=240)
             assert done == ALERTS, f"{done} of {ALERTS}: {fleet.log.read_text()[-4000:]}"
-            assert fleet.stop_all() == [0] * WORKERS
+            codes = fleet.stop_all()
+            assert codes == [0] * WORKERS, fleet.log.read_text()[-6000:]
         finally:
             fleet.kill_all()
         print("runs finished at each event:", progress)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
 import pytest
 
+from soar.connectors import Registry
+from soar.connectors.core import core
 from soar.engine import Engine
 from soar.engine.backoff import MAX_RETRY_AFTER
 from soar.ingest.normalize import normalize
 from soar.models import Alert
 from soar.models.run import RunStatus, StepStatus, TransitionKind
 from soar.store import RunFilter
+from soar.store.memory import MemoryStore
 from tests.unit.engine.conftest import World
 from tests.unit.test_alert_status import fixture
 
@@ -878,3 +882,24 @@ steps:
     assert offline.is_offline(uses_fx)
     assert not offline.is_offline(core_only)
     await offline.stop()
+
+
+async def test_following_rollouts_survives_a_failure_and_the_stop_stays_clean() -> None:
+    calls: list[int] = []
+    store = MemoryStore()
+    engine = Engine(store, Registry.of([core]), [], rollout_interval=0.01)
+
+    async def flaky() -> bool:
+        calls.append(1)
+        if len(calls) == 2:  # the first is the start's own reading
+            raise RuntimeError("a bug in reading the rollouts")
+        return False
+
+    engine.refresh_rollouts = flaky  # type: ignore[method-assign]
+    await engine.start()
+    for _ in range(200):
+        if len(calls) >= 4:
+            break
+        await asyncio.sleep(0.01)
+    await engine.stop()  # raises nothing
+    assert len(calls) >= 4  # still following after the failure
