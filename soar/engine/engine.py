@@ -21,7 +21,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -94,6 +94,30 @@ AlertListener = Callable[[Alert, list[str]], None]
 _CLAIM_BATCH = 100
 _INBOX_BATCH = 100
 _OK: dict[str, JsonValue] = {"ok": True}
+
+
+class KeyedLocks:
+    """One asyncio lock per key, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[object, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: object) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
 
 class Engine:
@@ -171,6 +195,7 @@ class Engine:
         self._children: dict[str, list[asyncio.Future[Run]]] = {}
         self._observers: list[Observer] = []
         self._alert_listeners: list[AlertListener] = []
+        self._dedup_locks = KeyedLocks()
         self.offline = frozenset(offline)
         self._cron: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -595,36 +620,39 @@ class Engine:
                 exc.message,
             )
             return await self._start_once(loaded, alert, ref, run_id, dry_run=shadow)
-        now = self.clock.now()
-        delivered = None if origin is None else f"{_DELIVERED}{space}{origin}"
-        if delivered is not None:
-            joined = await self.store.find_dedup(playbook.id, delivered, now)
-            if joined is not None:  # delivered before, and joined this run then
+        # alerts of one key, taken in side by side (one Kafka batch), start one run: the first
+        # records it, and the others find it
+        async with self._dedup_locks.hold((playbook.id, key)):
+            now = self.clock.now()
+            delivered = None if origin is None else f"{_DELIVERED}{space}{origin}"
+            if delivered is not None:
+                joined = await self.store.find_dedup(playbook.id, delivered, now)
+                if joined is not None:  # delivered before, and joined this run then
+                    return joined
+            joined = await self.store.find_dedup(playbook.id, key, now)
+            if joined is not None:
+                marker = (
+                    None
+                    if delivered is None
+                    else DedupEntry(playbook.id, delivered, joined, now + dedup.window)
+                )
+                await self.attach(joined, alert.model_dump(mode="json"), marker=marker)
                 return joined
-        joined = await self.store.find_dedup(playbook.id, key, now)
-        if joined is not None:
-            marker = (
-                None
-                if delivered is None
-                else DedupEntry(playbook.id, delivered, joined, now + dedup.window)
-            )
-            await self.attach(joined, alert.model_dump(mode="json"), marker=marker)
-            return joined
-        expires = self.clock.now() + dedup.window
-        try:
-            return await self.start_run(
-                loaded,
-                alert=alert,
-                trigger=TriggerKind.ALERT,
-                dry_run=shadow,
-                dedup=(key, expires),
-                trace_parent=ref,
-                run_id=run_id,
-            )
-        except LeaseLost:  # delivered to another worker too, which recorded it first
-            if run_id is None:
-                raise
-            return run_id
+            expires = self.clock.now() + dedup.window
+            try:
+                return await self.start_run(
+                    loaded,
+                    alert=alert,
+                    trigger=TriggerKind.ALERT,
+                    dry_run=shadow,
+                    dedup=(key, expires),
+                    trace_parent=ref,
+                    run_id=run_id,
+                )
+            except LeaseLost:  # delivered to another worker too, which recorded it first
+                if run_id is None:
+                    raise
+                return run_id
 
     async def _start_once(
         self,

@@ -903,3 +903,35 @@ async def test_following_rollouts_survives_a_failure_and_the_stop_stays_clean() 
         await asyncio.sleep(0.01)
     await engine.stop()  # raises nothing
     assert len(calls) >= 4  # still following after the failure
+
+
+async def test_alerts_of_one_dedup_key_taken_in_side_by_side_start_one_run(world: World) -> None:
+    """A firing and a resolved notification in one Kafka batch: the second joins the first."""
+    loaded = world.load(
+        HEAD.replace("manual: true", "match: 'true', dedup: {key: '{{ alert.rule }}', window: 1h}")
+        + """
+steps:
+  - {id: note, action: core.log, with: {message: hi}}
+"""
+    )
+    firing, resolved = (
+        normalize(
+            json.dumps(
+                {
+                    "id": f"a-{n}",
+                    "title": "cpu",
+                    "rule": "HostHighCpu",
+                    "severity": "high",
+                    "time": 0,
+                    "status": status,
+                }
+            )
+        )[0]
+        for n, status in ((1, "open"), (2, "resolved"))
+    )
+    first, second = await asyncio.gather(
+        world.engine.submit_alert(firing), world.engine.submit_alert(resolved)
+    )
+    assert len(first) == 1
+    assert first == second
+    assert len(await world.store.list_runs(RunFilter(playbook_id=loaded.playbook.id))) == 1
