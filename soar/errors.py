@@ -137,10 +137,17 @@ class ActionFailed(ConnectorError):
     of the action sleeping through its own timeout."""
 
     def __init__(
-        self, message: str, *, retryable: bool = False, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        status: int | None = None,
     ) -> None:
+        self.message = message
         self.retryable = retryable
         self.retry_after = retry_after if retry_after is None else max(retry_after, 0.0)
+        self.status = status  # the remote system's own status code, when it gave one
         super().__init__(message)
 
 

@@ -108,19 +108,14 @@ class Collection(BaseModel):
 
 @asynccontextmanager
 async def _falcon(ctx: ActionContext, budget: timedelta) -> AsyncIterator[Falcon]:
-    try:
-        async with Falcon(
-            ctx.settings,
-            ctx.secrets["client_id"],
-            ctx.secrets["client_secret"],
-            budget=budget.total_seconds() - _MARGIN,
-            idempotency_key=ctx.idempotency_key,
-        ) as falcon:
-            yield falcon
-    except FalconError as exc:
-        raise ActionFailed(
-            exc.message, retryable=exc.retryable, retry_after=exc.retry_after
-        ) from None
+    async with Falcon(
+        ctx.settings,
+        ctx.secrets["client_id"],
+        ctx.secrets["client_secret"],
+        budget=budget.total_seconds() - _MARGIN,
+        idempotency_key=ctx.idempotency_key,
+    ) as falcon:
+        yield falcon
 
 
 def _host(host: str, record: dict[str, JsonValue]) -> Host:

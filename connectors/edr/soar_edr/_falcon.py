@@ -20,6 +20,7 @@ from typing import Final, Self
 import aiohttp
 from pydantic import JsonValue
 
+from soar.connectors import ActionFailed
 from soar.connectors.retry import retry_after_seconds
 
 # seconds before expiry a cached token is no longer used (half its lifetime, if shorter)
@@ -32,22 +33,8 @@ Envelope = dict[str, JsonValue]
 _DEVICE_ID: Final = re.compile(r"^[0-9a-fA-F]{32}\Z")
 
 
-class FalconError(Exception):
-    """A Falcon request failed; `retryable` says whether another attempt may succeed."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retryable: bool,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
-        self.status = status
-        self.retry_after = retry_after
+class FalconError(ActionFailed):
+    """A Falcon request failed: an `ActionFailed` with the HTTP `status` when there was one."""
 
 
 class FileTooLarge(FalconError):

@@ -257,34 +257,29 @@ async def collect(ctx: ActionContext, params: CollectRequest) -> ArtifactRef:
     deadline = time.monotonic() + COLLECT_TIMEOUT.total_seconds() - _MARGIN
     collector = _Collector(ctx, store, limit)
     files: list[MemberRef] = []
-    try:
-        if params.url is not None:
-            url = params.url
+    if params.url is not None:
+        url = params.url
 
-            async def from_url(into: Path) -> tuple[str, int]:
-                return await fetch_url(ctx, url, into, limit, deadline)
+        async def from_url(into: Path) -> tuple[str, int]:
+            return await fetch_url(ctx, url, into, limit, deadline)
 
-            stored = await collector.keep(from_url, source, key=ctx.idempotency_key)
-        elif params.edr is not None:
-            edr_file = params.edr
-            async with falcon(ctx, deadline) as client:
-                source["base_url"] = client.base_url
+        stored = await collector.keep(from_url, source, key=ctx.idempotency_key)
+    elif params.edr is not None:
+        edr_file = params.edr
+        async with falcon(ctx, deadline) as client:
+            source["base_url"] = client.base_url
 
-                async def from_edr(into: Path) -> tuple[str, int]:
-                    return await download_edr_file(
-                        client, edr_file.session_id, edr_file.sha256, edr_file.filename, into, limit
-                    )
+            async def from_edr(into: Path) -> tuple[str, int]:
+                return await download_edr_file(
+                    client, edr_file.session_id, edr_file.sha256, edr_file.filename, into, limit
+                )
 
-                stored = await collector.keep(from_edr, source, key=ctx.idempotency_key)
-        else:
-            assert params.host is not None  # noqa: S101 - the model requires one source
-            stored, files = await _collect_host(
-                collector, params.host, params.profile, source, deadline
-            )
-    except FalconError as exc:
-        raise ActionFailed(
-            exc.message, retryable=exc.retryable, retry_after=exc.retry_after
-        ) from None
+            stored = await collector.keep(from_edr, source, key=ctx.idempotency_key)
+    else:
+        assert params.host is not None  # noqa: S101 - the model requires one source
+        stored, files = await _collect_host(
+            collector, params.host, params.profile, source, deadline
+        )
     ctx.logger.info(
         "stored artifact %s (%d bytes) from %s", stored.sha256, stored.size, source_text
     )

@@ -133,26 +133,18 @@ def _secret(ctx: ActionContext, name: str) -> str | None:
 
 
 def _limit(ctx: ActionContext, name: str, default: float) -> float:
-    try:
-        return positive(ctx.settings, name, default)
-    except PrometheusError as exc:
-        raise ActionFailed(exc.message) from None
+    return positive(ctx.settings, name, default)
 
 
 @asynccontextmanager
 async def _prometheus(ctx: ActionContext, budget: timedelta) -> AsyncIterator[Prometheus]:
-    try:
-        async with Prometheus(
-            ctx.settings,
-            bearer_token=_secret(ctx, "bearer_token"),
-            password=_secret(ctx, "password"),
-            budget=ctx.time_left(budget.total_seconds()) - _MARGIN,
-        ) as api:
-            yield api
-    except PrometheusError as exc:
-        raise ActionFailed(
-            exc.message, retryable=exc.retryable, retry_after=exc.retry_after
-        ) from None
+    async with Prometheus(
+        ctx.settings,
+        bearer_token=_secret(ctx, "bearer_token"),
+        password=_secret(ctx, "password"),
+        budget=ctx.time_left(budget.total_seconds()) - _MARGIN,
+    ) as api:
+        yield api
 
 
 @metrics.action(secrets=SECRETS, timeout=QUERY_TIMEOUT, cache_ttl=timedelta(seconds=15))

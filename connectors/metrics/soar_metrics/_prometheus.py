@@ -19,6 +19,7 @@ import aiohttp
 from pydantic import JsonValue
 from yarl import URL
 
+from soar.connectors import ActionFailed
 from soar.connectors.retry import retry_after_seconds
 
 DEFAULT_TIMEOUT: Final = 10.0  # seconds for one request
@@ -28,22 +29,8 @@ _RETRYABLE_STATUS: Final = frozenset({408, 429})
 Body = dict[str, JsonValue]
 
 
-class PrometheusError(Exception):
-    """A Prometheus request failed; `retryable` says whether another attempt may succeed."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retryable: bool,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
-        self.status = status
-        self.retry_after = retry_after
+class PrometheusError(ActionFailed):
+    """A Prometheus request failed: an `ActionFailed` with the HTTP `status` when there was one."""
 
 
 def _setting_url(settings: Mapping[str, JsonValue]) -> URL:

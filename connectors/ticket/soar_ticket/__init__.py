@@ -154,15 +154,10 @@ def _with_marker(html: str, marker: str) -> str:
 
 @asynccontextmanager
 async def _helpdesk(ctx: ActionContext, budget: timedelta) -> AsyncIterator[Freshservice]:
-    try:
-        async with Freshservice(
-            ctx.settings, ctx.secrets["api_key"], budget=budget.total_seconds() - _MARGIN
-        ) as api:
-            yield api
-    except FreshserviceError as exc:
-        raise ActionFailed(
-            exc.message, retryable=exc.retryable, retry_after=exc.retry_after
-        ) from None
+    async with Freshservice(
+        ctx.settings, ctx.secrets["api_key"], budget=budget.total_seconds() - _MARGIN
+    ) as api:
+        yield api
 
 
 def _int(record: Mapping[str, JsonValue], name: str) -> int | None:
@@ -215,10 +210,7 @@ async def _find_created(ctx: ActionContext, api: Freshservice) -> Mapping[str, J
             if isinstance(custom, dict) and custom.get(field) == marker:
                 return record
         return None
-    try:
-        pages = int(number_of(ctx.settings, "search_pages", _DEFAULT_SEARCH_PAGES))
-    except FreshserviceError as exc:
-        raise ActionFailed(exc.message) from None
+    pages = int(number_of(ctx.settings, "search_pages", _DEFAULT_SEARCH_PAGES))
     for page in range(1, pages + 1):
         records = await api.recent_tickets(page)
         for record in records:

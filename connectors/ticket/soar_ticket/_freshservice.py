@@ -18,6 +18,7 @@ from typing import Final, Self
 import aiohttp
 from pydantic import JsonValue
 
+from soar.connectors import ActionFailed
 from soar.connectors.retry import retry_after_seconds
 
 _RATE_LIMIT_TRIES: Final = 3
@@ -27,22 +28,8 @@ _MAX_BODY: Final = 4 * 1024 * 1024  # bytes of one API answer read at most
 Body = dict[str, JsonValue]
 
 
-class FreshserviceError(Exception):
-    """A Freshservice request failed; `retryable` says whether another attempt may succeed."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retryable: bool,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
-        self.status = status
-        self.retry_after = retry_after
+class FreshserviceError(ActionFailed):
+    """A Freshservice request failed: an `ActionFailed`, with the HTTP `status` if any."""
 
 
 def base_url_of(settings: Mapping[str, JsonValue]) -> str:
