@@ -285,6 +285,11 @@ class AlertsOut(BaseModel):
 # -- audit -------------------------------------------------------------------------------------
 
 
+class CompareQuery(Strict):
+    since: IsoTime | None = None
+    limit: int = Field(default=1000, ge=1, le=10_000)
+
+
 class AuditQuery(Strict):
     run: str | None = Field(default=None, max_length=200)
     alert: str | None = Field(default=None, max_length=200)

@@ -14,6 +14,7 @@ import click
 
 from soar.cli.auditing import cli_actor
 from soar.config import load_settings
+from soar.engine.compare import Comparison, compare
 from soar.engine.evidence import Evidence
 from soar.engine.rollout import FULL, Mode
 from soar.engine.versions import RolloutRefused, roll_back, roll_out, version_states
@@ -143,3 +144,43 @@ def rollback(playbook_id: str, version: int | None) -> None:
 def _echo(records: list[Rollout]) -> None:
     for record in records:
         click.echo(f"{record.playbook_id} v{record.version}: {record.share}% {record.mode}")
+
+
+@playbooks.command("compare")
+@click.argument("playbook_id")
+@click.option("--since", type=click.DateTime(), default=None, help="Only runs started since (UTC).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def compare_command(playbook_id: str, since: datetime | None, limit: int, as_json: bool) -> None:
+    """How each version did: runs, success rate, p50/p99 duration, effects, and per step."""
+    start = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
+
+    async def read(store: Store, _: Evidence) -> Comparison:
+        return await compare(store, playbook_id, since=start, limit=limit)
+
+    found = _on_store(read)
+    if as_json:
+        click.echo(found.model_dump_json(indent=2))
+        return
+    click.echo(f"{playbook_id}: {found.runs_read} run(s) read")
+    for v in found.versions:
+        rate = "-" if v.success_rate is None else f"{v.success_rate:.1%}"
+        click.echo(
+            f"  v{v.version}: {v.runs} run(s) ({v.dry_runs} dry), {v.completed} completed, "
+            f"{v.failed} failed, {v.aborted} aborted, {v.unfinished} unfinished; success {rate}; "
+            f"p50 {_secs(v.p50_seconds)}, p99 {_secs(v.p99_seconds)}; {v.effects} effect(s)"
+        )
+        for s in v.steps:
+            step_rate = "-" if s.success_rate is None else f"{s.success_rate:.1%}"
+            click.echo(
+                f"      {s.step:<28} {s.instances:>5} run {s.succeeded:>5} ok {s.failed:>4} failed"
+                f" {s.skipped:>4} skipped {step_rate:>7} p50 {_ms(s.p50_ms)} p99 {_ms(s.p99_ms)}"
+            )
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}s"
+
+
+def _ms(value: int | None) -> str:
+    return "-" if value is None else f"{value}ms"

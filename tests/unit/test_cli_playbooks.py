@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from soar.cli.main import cli
 from soar.engine.evidence import Evidence
 from soar.engine.versions import save_version
 from soar.models.audit import AuditFilter
-from soar.store import PlaybookVersion, open_store
+from soar.models.run import RunStatus
+from soar.store import Change, PlaybookVersion, open_store
+from tests.contract.runs import a_run
 
 AT = datetime(2026, 2, 1, tzinfo=UTC)
 
@@ -124,3 +127,20 @@ def test_refusals_are_one_line(url: str) -> None:
     assert "no canary" in nothing.output
     missing = runner.invoke(cli, ["playbooks", "versions", "other"])
     assert (missing.exit_code, missing.output) == (1, "Error: no saved version of other\n")
+
+
+def test_compare_prints_each_version_s_figures(url: str) -> None:
+    async def runs() -> None:
+        async with open_store(url) as store:
+            done = a_run("r1", playbook_id="contain", status=RunStatus.COMPLETED)
+            await store.apply(Change(runs=[replace(done, playbook_version=2)]))
+
+    asyncio.run(runs())
+    result = CliRunner().invoke(cli, ["playbooks", "compare", "contain", "--json"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert [(v["version"], v["runs"], v["success_rate"]) for v in found["versions"]] == [
+        (2, 1, 1.0)
+    ]
+    text = CliRunner().invoke(cli, ["playbooks", "compare", "contain"]).stdout
+    assert "v2: 1 run(s) (0 dry), 1 completed" in text

@@ -15,6 +15,7 @@ from pydantic import JsonValue
 from soar.api.auth import Role
 from soar.api.errors import ApiError
 from soar.api.models import (
+    CompareQuery,
     DiagnosticOut,
     Draft,
     DryRunOut,
@@ -33,6 +34,7 @@ from soar.api.models import (
 from soar.api.routes.views import run_detail
 from soar.api.routing import ALL_READERS, Call, Routes
 from soar.engine import Engine
+from soar.engine.compare import Comparison, compare
 from soar.engine.versions import (
     RolloutRefused,
     VersionState,
@@ -228,6 +230,24 @@ async def list_versions(call: Call) -> VersionList:
     if not states and playbook_id not in call.services.engine.playbooks:
         raise ApiError(404, "not_found", f"no playbook {playbook_id!r} is loaded or saved")
     return VersionList(id=playbook_id, versions=[_version_out(s) for s in states])
+
+
+@routes.get(
+    "/playbooks/{playbook_id}/compare",
+    roles=ALL_READERS,
+    query=CompareQuery,
+    response=Comparison,
+    errors=(404, 422),
+)
+async def compare_versions(call: Call) -> Comparison:
+    """How each version did over the newest runs: runs, success rate, p50/p99 duration,
+    effects, and the same per step (A/B tests and canaries)."""
+    playbook_id = call.param("playbook_id")
+    query: CompareQuery = call.query
+    found = await compare(call.services.store, playbook_id, since=query.since, limit=query.limit)
+    if not found.versions and playbook_id not in call.services.engine.playbooks:
+        raise ApiError(404, "not_found", f"no playbook {playbook_id!r} is loaded or has runs")
+    return found
 
 
 @routes.post(

@@ -410,3 +410,23 @@ async def test_no_answer_holds_the_canary(api: ApiUnderTest, role: Role) -> None
         ):
             _, body = await client.call("GET", "/api/v1" + path)
             assert CANARY not in json.dumps(body), path
+
+
+async def test_versions_are_compared_over_their_runs(api: ApiUnderTest) -> None:
+    low = {**ALERT, "severity": "low", "title": "compare me"}
+    async with Client(api, Role.INGEST) as ingest:
+        for n in range(3):
+            status, _ = await ingest.call("POST", "/api/v1/alerts", {**low, "id": f"c-{n}"})
+            assert status == 202
+    async with Client(api, Role.AUDITOR) as client:
+        for _ in range(100):
+            status, found = await client.call("GET", "/api/v1/playbooks/quick/compare?limit=50")
+            assert status == 200, found
+            if found["versions"] and found["versions"][0]["completed"] == 3:
+                break
+            await asyncio.sleep(0.02)
+        (v1,) = found["versions"]
+        assert (v1["version"], v1["runs"], v1["success_rate"], v1["effects"]) == (1, 3, 1.0, 3)
+        assert [s["step"] for s in v1["steps"]] == ["note"]
+        status, body = await client.call("GET", "/api/v1/playbooks/nope/compare")
+        assert (status, body["error"]["code"]) == (404, "not_found")

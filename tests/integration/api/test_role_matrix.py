@@ -32,6 +32,7 @@ MATRIX: dict[str, set[Role] | None] = {
     "POST /api/v1/playbooks/dry-run": {A, W},
     "POST /api/v1/playbooks/{playbook_id}/versions": {A, W},
     "GET /api/v1/playbooks/{playbook_id}/versions": READERS,
+    "GET /api/v1/playbooks/{playbook_id}/compare": READERS,
     "POST /api/v1/playbooks/{playbook_id}/rollout": {A, W},
     "GET /api/v1/runs": READERS,
     "GET /api/v1/runs/{run_id}": READERS,
