@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from soar.cli.test import cases_command
@@ -82,3 +83,23 @@ def test_no_cases_at_all_is_a_failure(tmp_path: Path) -> None:
     )
     result = CliRunner().invoke(cases_command, [str(tmp_path / "p")])
     assert result.exit_code == 1
+
+
+SCENARIOS = [
+    "security-incident-response",
+    "compromised-account",
+    "p1-incident",
+    "change-management",
+    "employee-onboarding",
+    "monthly-server-check",
+    "after-hours-routing",
+    "cpu-ladder",
+]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_each_shipped_scenario_has_its_paths_tested_and_a_page(scenario: str) -> None:
+    """SPEC §11: a main path, a failure path and an escalation at least, and a page of its own."""
+    cases = sorted((REPO / "playbooks" / scenario / "tests").glob("*.yaml"))
+    assert len(cases) >= 3, cases
+    assert (REPO / "docs" / "playbooks" / f"{scenario}.md").is_file()
