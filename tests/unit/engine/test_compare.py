@@ -12,9 +12,7 @@ from soar.store.memory import MemoryStore
 from tests.contract.runs import T0, a_run, a_step
 
 
-def run_of(
-    n: int, version: int, status: RunStatus, seconds: float, *, dry: bool = False
-) -> Change:
+def run_of(n: int, version: int, status: RunStatus, seconds: float, *, dry: bool = False) -> Change:
     run_id = f"r{n}"
     run = replace(
         a_run(run_id, status=status, created_at=T0 + timedelta(minutes=n)),
