@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from soar.audit.keys import Keyring, checkpoint_line
 from soar.audit.merkle import CompactRange
 from soar.audit.sinks import Publisher
-from soar.errors import ChainBroken
+from soar.errors import ChainBroken, ConflictError
 from soar.models.audit import ZERO_HASH, StoredCheckpoint, leaf_hash
 from soar.store.base import Change, Store
 
@@ -81,11 +81,25 @@ class Checkpointer:
                 frontier=tuple(self._tree.to_hex()),
             )
             if size != self._signed:
-                await self.store.apply(Change(checkpoints=[stored]))
+                stored = await self._store(stored)
+                line = stored.line
             self._signed = size
         await self.publisher.publish(line)
         _log.info("signed audit checkpoint at tree size %d", size)
         return stored
+
+    async def _store(self, checkpoint: StoredCheckpoint) -> StoredCheckpoint:
+        """Keep the checkpoint; when one of that tree size is kept already, that one stands. A
+        stop cancels the periodic checkpoint, and the cancel can come after its write landed
+        but before it was counted; another process may have signed the same size too."""
+        try:
+            await self.store.apply(Change(checkpoints=[checkpoint]))
+        except ConflictError:
+            kept = await self.store.checkpoints(after_size=checkpoint.tree_size - 1)
+            if not kept or kept[0].tree_size != checkpoint.tree_size:
+                raise
+            return kept[0]
+        return checkpoint
 
     async def _catch_up(self) -> None:
         if self._tree is None:

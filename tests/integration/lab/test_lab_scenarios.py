@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.lab.test_lab import left_behind, printed_processes, start_lab
+from tests.servers import unavailable
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +26,8 @@ SSHD = Path("/usr/sbin/sshd")
 
 def _needs(*binaries: Path) -> None:
     missing = [str(b) for b in binaries if not b.exists()]
-    if missing and os.environ.get("SOAR_REQUIRE_SERVERS") != "1":
-        pytest.skip(f"not installed: {', '.join(missing)}")
+    if missing:
+        unavailable(f"not installed: {', '.join(missing)}")
 
 
 def test_the_fired_monthly_check_mails_a_report_read_back_from_the_lab_smtp_server(
