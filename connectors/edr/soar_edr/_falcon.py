@@ -22,6 +22,7 @@ from pydantic import JsonValue
 
 from soar.connectors import ActionFailed
 from soar.connectors.retry import retry_after_seconds
+from soar.connectors.settings import positive_number
 
 # seconds before expiry a cached token is no longer used (half its lifetime, if shorter)
 _REFRESH_MARGIN: Final = 60.0
@@ -66,13 +67,6 @@ def base_url_of(settings: Mapping[str, JsonValue], name: str = "base_url") -> st
     return url.rstrip("/")
 
 
-def _number(settings: Mapping[str, JsonValue], name: str, default: float) -> float:
-    value = settings.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise FalconError(f"setting {name!r} must be a positive number", retryable=False)
-    return float(value)
-
-
 class Falcon:
     """A Falcon API session for one action call, spending at most `budget` seconds.
 
@@ -91,8 +85,10 @@ class Falcon:
         base_url_setting: str = "base_url",
     ) -> None:
         self.base_url = base_url_of(settings, base_url_setting)
-        self._request_timeout = _number(settings, "request_timeout", _DEFAULT_REQUEST_TIMEOUT)
-        self.poll_interval = _number(settings, "poll_interval", _DEFAULT_POLL_INTERVAL)
+        self._request_timeout = positive_number(
+            settings, "request_timeout", _DEFAULT_REQUEST_TIMEOUT
+        )
+        self.poll_interval = positive_number(settings, "poll_interval", _DEFAULT_POLL_INTERVAL)
         self._client_id = client_id
         self._secret = client_secret
         self._cache_key = (

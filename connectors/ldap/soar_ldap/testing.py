@@ -20,6 +20,8 @@ from pathlib import Path
 
 from pydantic import JsonValue
 
+from soar.connectors.servers import ServerFailed, ServerMissing, free_port, tail
+
 __all__ = [
     "OPENLDAP_ADMIN",
     "OPENLDAP_BASE",
@@ -43,27 +45,6 @@ OPENLDAP_BASE = "dc=example,dc=org"
 OPENLDAP_ADMIN = f"cn=admin,{OPENLDAP_BASE}"
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
-
-
-class ServerMissing(Exception):
-    """The server's binaries are not installed here."""
-
-
-class ServerFailed(Exception):
-    """The server was installed but did not start; the message ends with its log."""
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def tail(text: str, lines: int = 30) -> str:
-    """The last `lines` lines of a server's log, for an error message."""
-    return "\n".join(text.splitlines()[-lines:])
 
 
 SLAPD_CONF = """\

@@ -11,7 +11,8 @@ from typing import Final, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from soar.connectors import ActionContext, ActionFailed, Connector, SecretMissing
-from soar_metrics._prometheus import Prometheus, PrometheusError, positive
+from soar.connectors.settings import positive_number
+from soar_metrics._prometheus import Prometheus, PrometheusError
 from soar_metrics._results import (
     Point,
     Sample,
@@ -133,7 +134,7 @@ def _secret(ctx: ActionContext, name: str) -> str | None:
 
 
 def _limit(ctx: ActionContext, name: str, default: float) -> float:
-    return positive(ctx.settings, name, default)
+    return positive_number(ctx.settings, name, default)
 
 
 @asynccontextmanager

@@ -21,6 +21,7 @@ from yarl import URL
 
 from soar.connectors import ActionFailed
 from soar.connectors.retry import retry_after_seconds
+from soar.connectors.settings import positive_number
 
 DEFAULT_TIMEOUT: Final = 10.0  # seconds for one request
 _MAX_BODY: Final = 16 * 1024 * 1024  # bytes of one answer read at most
@@ -47,18 +48,6 @@ def _setting_url(settings: Mapping[str, JsonValue]) -> URL:
     return parsed
 
 
-def positive(settings: Mapping[str, JsonValue], name: str, default: float) -> float:
-    """A positive number setting.
-
-    Raises:
-        PrometheusError: the setting is not a positive number (not retryable).
-    """
-    value = settings.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise PrometheusError(f"setting {name!r} must be a positive number", retryable=False)
-    return float(value)
-
-
 class Prometheus:
     """A Prometheus HTTP API session for one action call, spending at most `budget` seconds.
 
@@ -74,7 +63,7 @@ class Prometheus:
         budget: float,
     ) -> None:
         self.base_url = _setting_url(settings)
-        self._timeout = positive(settings, "timeout", DEFAULT_TIMEOUT)
+        self._timeout = positive_number(settings, "timeout", DEFAULT_TIMEOUT)
         username = settings.get("username")
         if username is not None and not isinstance(username, str):
             raise PrometheusError("setting 'username' must be a string", retryable=False)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Final
 
 from pydantic import JsonValue
+
+from soar.connectors.servers import ServerFailed, ServerMissing, free_port
 
 __all__ = [
     "ALERTMANAGER",
@@ -52,22 +53,6 @@ START_TIMEOUT_S: Final = 15.0
 STOP_TIMEOUT_S: Final = 5.0
 #: the collectors a test or lab needs; the rest only add noise (and systemd errors without systemd)
 NODE_COLLECTORS: Final = ("cpu", "meminfo", "filesystem", "loadavg", "uname")
-
-
-class ServerMissing(Exception):
-    """The server's binary is not installed here."""
-
-
-class ServerFailed(Exception):
-    """The server was installed but did not start; the message ends with its log."""
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def monitoring_installed(*binaries: str) -> bool:

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import ipaddress
 import secrets
-import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -31,6 +30,7 @@ from cryptography.x509.oid import NameOID
 from pydantic import JsonValue
 
 from soar.connectors import Secrets
+from soar.connectors.servers import free_port
 
 __all__ = [
     "Certificate",
@@ -47,14 +47,6 @@ __all__ = [
 SMTP_USER = "soar"
 ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"
 SMS_FROM = "+15005550006"
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

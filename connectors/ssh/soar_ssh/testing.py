@@ -22,6 +22,8 @@ from pathlib import Path
 import asyncssh
 from pydantic import JsonValue
 
+from soar.connectors.servers import ServerFailed, ServerMissing, free_port
+
 __all__ = [
     "SSHD",
     "ClientKey",
@@ -62,24 +64,8 @@ LogLevel VERBOSE
 """
 
 
-class ServerMissing(Exception):
-    """sshd is not installed here (.ci/install-ssh)."""
-
-
-class ServerFailed(Exception):
-    """sshd was installed but did not start; the message ends with its log."""
-
-
 def sshd_installed() -> bool:
     return Path(SSHD).exists()
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from typing import Final, Self
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from soar.connectors import ActionContext, ActionFailed, Connector, TargetKind
-from soar_ticket._freshservice import Freshservice, FreshserviceError, number_of
+from soar.connectors.settings import positive_number
+from soar_ticket._freshservice import Freshservice, FreshserviceError
 
 __all__ = [
     "Assignment",
@@ -210,7 +211,7 @@ async def _find_created(ctx: ActionContext, api: Freshservice) -> Mapping[str, J
             if isinstance(custom, dict) and custom.get(field) == marker:
                 return record
         return None
-    pages = int(number_of(ctx.settings, "search_pages", _DEFAULT_SEARCH_PAGES))
+    pages = int(positive_number(ctx.settings, "search_pages", _DEFAULT_SEARCH_PAGES))
     for page in range(1, pages + 1):
         records = await api.recent_tickets(page)
         for record in records:

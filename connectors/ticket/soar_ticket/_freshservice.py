@@ -20,6 +20,7 @@ from pydantic import JsonValue
 
 from soar.connectors import ActionFailed
 from soar.connectors.retry import retry_after_seconds
+from soar.connectors.settings import positive_number
 
 _RATE_LIMIT_TRIES: Final = 3
 _DEFAULT_REQUEST_TIMEOUT: Final = 20.0
@@ -46,18 +47,6 @@ def base_url_of(settings: Mapping[str, JsonValue]) -> str:
     return url.rstrip("/")
 
 
-def number_of(settings: Mapping[str, JsonValue], name: str, default: float) -> float:
-    """A positive number setting.
-
-    Raises:
-        FreshserviceError: the setting is not a positive number (not retryable).
-    """
-    value = settings.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise FreshserviceError(f"setting {name!r} must be a positive number", retryable=False)
-    return float(value)
-
-
 class Freshservice:
     """A Freshservice API v2 session for one action call, spending at most `budget` seconds.
 
@@ -66,7 +55,9 @@ class Freshservice:
 
     def __init__(self, settings: Mapping[str, JsonValue], api_key: str, *, budget: float) -> None:
         self.base_url = base_url_of(settings)
-        self._request_timeout = number_of(settings, "request_timeout", _DEFAULT_REQUEST_TIMEOUT)
+        self._request_timeout = positive_number(
+            settings, "request_timeout", _DEFAULT_REQUEST_TIMEOUT
+        )
         self._key = api_key
         self._deadline = time.monotonic() + budget
         self._session: aiohttp.ClientSession | None = None
